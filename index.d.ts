@@ -1,0 +1,296 @@
+// Public types of redfour-native: a distributed lock (binary semaphore) on Redis whose waiters
+// are woken by pub/sub. A drop-in replacement for `redfour`, wire-compatible with it.
+//
+//   const Lock = require('redfour-native');          // CommonJS
+//   import Lock from 'redfour-native';                // ES modules / TypeScript (esModuleInterop)
+//   import { Lock } from 'redfour-native';            // named import
+//   import Lock = require('redfour-native');          // TypeScript CommonJS import
+
+/**
+ * A distributed lock on one Redis server. One `Lock` instance handles any number of lock ids
+ * inside its namespace.
+ *
+ * Every method takes an optional trailing Node-style callback `(err, result)`: with it the method
+ * returns `undefined` and calls back on a later tick; without it the method returns a Promise.
+ * "Somebody else holds the lock" is never an error, it is a result with `success: false`.
+ * Errors are a `TypeError` with code `ERR_INVALID_ARG` for bad arguments (raised before Redis is
+ * touched) or a {@link Lock.LockError} (`ERR_REDIS`, `ERR_CLOSED`, `ERR_INTERNAL`).
+ *
+ * @example
+ * const lock = new Lock({ redis: 'redis://127.0.0.1:6379', namespace: 'getAccessToken' });
+ * const held = await lock.waitAcquireLock(userId, 60_000, 30_000);
+ * if (held.success) {
+ *   try { await refresh(userId, held.index); } finally { await lock.releaseLock(held); }
+ * }
+ */
+declare class Lock {
+  /**
+   * Creates a Lock. Connections are shared (one command connection and one
+   * subscriber per Redis URL per process, reference-counted across Lock instances).
+   *
+   * @throws {TypeError} code `ERR_INVALID_ARG` when `options.redis` is missing or invalid, or
+   *   another option has the wrong type or range.
+   */
+  constructor(options: Lock.LockOptions);
+
+  /** The namespace this lock's keys and release channel live under (default `'lock'`). */
+  readonly namespace: string;
+
+  /**
+   * Tries once to take the lock `id`, without waiting.
+   *
+   * @param id Lock id; the Redis key is `${namespace}:${String(id)}`, exactly as redfour builds it.
+   * @param ttl Lease in milliseconds, an integer from 1 to {@link Lock.MAX_TTL_MS}. The lock
+   *   expires by itself after this long unless released or renewed.
+   * @returns `success: true` with a fresh fencing `index`, or `success: false, index: -1` and the
+   *   holder's remaining TTL when somebody else holds it.
+   */
+  acquireLock<Id extends Lock.LockId>(id: Id, ttl: number): Promise<Lock.AcquireResult<Id>>;
+  acquireLock<Id extends Lock.LockId>(id: Id, ttl: number, callback: Lock.Callback<Lock.AcquireResult<Id>>): void;
+
+  /**
+   * Takes the lock `id`, waiting up to `waitTtl` ms for the current holder to release it or for
+   * its lease to expire. Waiters are woken by the holder's release message (pub/sub), not by
+   * polling. Timing out is not an error: the result then has `success: false` (after one last try).
+   *
+   * @param lockTtl Lease in milliseconds once acquired, an integer from 1 to {@link Lock.MAX_TTL_MS}.
+   * @param waitTtl How long to wait in milliseconds, an integer from 0 to {@link Lock.MAX_TTL_MS};
+   *   `0` waits forever (until acquired or the Lock is closed).
+   */
+  waitAcquireLock<Id extends Lock.LockId>(id: Id, lockTtl: number, waitTtl: number): Promise<Lock.WaitAcquireResult<Id>>;
+  waitAcquireLock<Id extends Lock.LockId>(
+    id: Id,
+    lockTtl: number,
+    waitTtl: number,
+    callback: Lock.Callback<Lock.WaitAcquireResult<Id>>,
+  ): void;
+
+  /**
+   * Releases a lock taken by {@link acquireLock} or {@link waitAcquireLock}. Deletes the key only
+   * if it still carries this lock's `index` (so a holder whose lease expired cannot release
+   * somebody else's lock), then publishes the release so that a waiter takes over.
+   *
+   * @param lock The successful result of an acquire (only `id` and `index` are read).
+   */
+  releaseLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>): Promise<Lock.ReleaseResult<Id>>;
+  releaseLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>, callback: Lock.Callback<Lock.ReleaseResult<Id>>): void;
+
+  /**
+   * Sets the remaining lease of a lock that is still held by `lock` to `ttl` ms (redfour 2.2's
+   * `renewLock`). Fails with `result: 'missing'` if the lock expired, `'conflict'` if somebody
+   * else holds it now.
+   *
+   * @param ttl New lease in milliseconds from now, an integer from 1 to {@link Lock.MAX_TTL_MS}.
+   */
+  renewLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>, ttl: number): Promise<Lock.RenewResult<Id>>;
+  renewLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>, ttl: number, callback: Lock.Callback<Lock.RenewResult<Id>>): void;
+
+  /**
+   * Same operation as {@link renewLock}, with ioredfour's `extendLock` result shape.
+   *
+   * @param ttl New lease in milliseconds from now, an integer from 1 to {@link Lock.MAX_TTL_MS}.
+   */
+  extendLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>, ttl: number): Promise<Lock.ExtendResult<Id>>;
+  extendLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>, ttl: number, callback: Lock.Callback<Lock.ExtendResult<Id>>): void;
+
+  /**
+   * Stops this Lock. Pending waits reject with code `ERR_CLOSED`, later calls reject the same way,
+   * and the shared connections close once no other Lock in the process uses them. Locks held in
+   * Redis are not released (they expire by their TTL). Idempotent.
+   */
+  close(): Promise<void>;
+  close(callback: Lock.Callback<void>): void;
+
+  /** Alias of {@link close}. */
+  quit(): Promise<void>;
+  quit(callback: Lock.Callback<void>): void;
+
+  /** Alias of {@link close}, for `await using lock = new Lock(...)`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+declare namespace Lock {
+  export { Lock, Lock as default };
+
+  /**
+   * A lock id: a string, or a number/bigint that is turned into a string with JavaScript's own
+   * `String(id)` (so keys match redfour's byte for byte). Must not be empty; numbers must be finite.
+   */
+  export type LockId = string | number | bigint;
+
+  /** Options for `new Lock(options)`. */
+  export interface LockOptions {
+    /**
+     * Where Redis is: a `redis://` / `rediss://` URL, connection options, or an existing
+     * node-redis or ioredis client (only its address, credentials, database and TLS setting are
+     * read; redfour-native opens its own connections with them). Required.
+     */
+    redis: string | RedisConnectionOptions | RedisClientLike;
+    /**
+     * Prefix of every key and of the release channel: the lock key is `${namespace}:${id}`, the
+     * fencing counter `${namespace}index`, the channel `${namespace}-release`. Default `'lock'`.
+     */
+    namespace?: string;
+    /** Milliseconds to wait for a connection to Redis before failing with `ERR_REDIS`. Default 5000. */
+    connectTimeout?: number;
+    /** Milliseconds to wait for a Redis reply before failing with `ERR_REDIS`. Default 5000. */
+    commandTimeout?: number;
+  }
+
+  /** Connection options, as given to `redis.createClient` or `new Redis()` (the subset that is read). */
+  export interface RedisConnectionOptions {
+    /** A full Redis URL (node-redis 4 style); when present the other fields are ignored. */
+    url?: string;
+    /** Default `'127.0.0.1'`. */
+    host?: string;
+    /** Default `6379`. */
+    port?: number | string;
+    /** ACL user name (Redis 6+). */
+    username?: string;
+    /** Alias of `username`. */
+    user?: string;
+    password?: string;
+    /** Alias of `password` (node-redis 2/3). */
+    auth_pass?: string;
+    /** Database number, default `0`. */
+    db?: number | string;
+    /** Alias of `db` (node-redis 4). */
+    database?: number | string;
+    /** Use TLS (`rediss://`) when truthy. */
+    tls?: boolean | object;
+    /** node-redis 4 socket options: `host`, `port` and `tls` are read from here when not given above. */
+    socket?: { host?: string; port?: number; tls?: boolean | object };
+  }
+
+  /**
+   * An existing Redis client, recognised like redfour (an `address` of `host:port`, node-redis
+   * 2/3) or like ioredfour (a `duplicate()` method and an `options` object: ioredis, node-redis 4).
+   */
+  export type RedisClientLike =
+    | { readonly address: string; options?: object }
+    | { duplicate(...args: never[]): unknown; readonly options?: object | undefined };
+
+  /** Node-style callback: `err` is set on failure (then `result` is undefined), else `null`. */
+  export type Callback<T> = (err: LockError | InvalidArgumentError | null, result: T) => void;
+
+  /** What `releaseLock`, `renewLock` and `extendLock` read from a held lock. */
+  export interface HeldLock<Id extends LockId = LockId> {
+    id: Id;
+    /** The positive fencing index returned by a successful acquire. */
+    index: number;
+  }
+
+  /** Result of {@link Lock.acquireLock}. */
+  export interface AcquireResult<Id extends LockId = LockId> {
+    /** The id exactly as it was passed in. */
+    id: Id;
+    /** `true` when this call now holds the lock. */
+    success: boolean;
+    /**
+     * On success, the fencing token of this grant: a positive integer that is strictly larger
+     * than every index granted before it in this namespace (the shared `${namespace}index`
+     * counter). Pass it to the resource you protect and have that resource reject writes carrying
+     * an index lower than one it has already seen. `-1` when the lock was not acquired.
+     */
+    index: number;
+    /**
+     * On success, the lease granted in milliseconds (the requested TTL). Otherwise the current
+     * holder's remaining TTL in milliseconds, as Redis `PTTL` reports it.
+     */
+    ttl: number;
+  }
+
+  /** Result of {@link Lock.waitAcquireLock}. */
+  export interface WaitAcquireResult<Id extends LockId = LockId> extends AcquireResult<Id> {
+    /** `true` when the lock was free on the first attempt and no waiting happened. */
+    immediate: boolean;
+  }
+
+  /** Result of {@link Lock.releaseLock}. */
+  export interface ReleaseResult<Id extends LockId = LockId> {
+    id: Id;
+    /** `true` for `'released'` and `'expired'`, `false` for `'conflict'`. */
+    success: boolean;
+    /**
+     * - `'released'`: the key carried this lock's index and was deleted; waiters were signalled.
+     * - `'expired'`: the key was already gone (the lease ran out); nothing was deleted.
+     * - `'conflict'`: the lease ran out and somebody else holds the lock now; it was left alone.
+     */
+    result: 'released' | 'conflict' | 'expired';
+    /**
+     * The released index for `'released'`, the index now stored under the key for
+     * `'conflict'`, and the string `'expired'` for `'expired'` (as redfour 2.x).
+     */
+    index: number | 'expired';
+  }
+
+  /** Result of {@link Lock.renewLock}. */
+  export interface RenewResult<Id extends LockId = LockId> {
+    id: Id;
+    /** `true` when the lease was renewed. */
+    success: boolean;
+    /**
+     * - `'renewed'`: still held by this lock; the lease now ends `ttl` ms from now.
+     * - `'missing'`: the key is gone (the lease ran out or the lock was released).
+     * - `'conflict'`: somebody else holds the lock now.
+     */
+    result: 'renewed' | 'missing' | 'conflict';
+    /** The lock's index on success, `-1` on failure. */
+    index: number;
+  }
+
+  /** Result of {@link Lock.extendLock} (ioredfour's shape). */
+  export interface ExtendResult<Id extends LockId = LockId> {
+    id: Id;
+    /** `true` when the lease was extended. */
+    success: boolean;
+    /** The lock's index on success, `-1` on failure. */
+    index: number;
+    /** On success, the new lease in milliseconds. */
+    ttl: number;
+  }
+
+  /** The stable error codes; every error redfour-native produces carries one in `err.code`. */
+  export const codes: {
+    /** A bad argument: wrong type, out of range, unparsable URL. Thrown as a `TypeError` before Redis is touched. */
+    readonly ERR_INVALID_ARG: 'ERR_INVALID_ARG';
+    /** Redis could not be reached, timed out, or answered with an error. */
+    readonly ERR_REDIS: 'ERR_REDIS';
+    /** The Lock was closed; pending waits and later calls fail with this code. */
+    readonly ERR_CLOSED: 'ERR_CLOSED';
+    /** A fault inside redfour-native itself (a bug: please report it); `cause` holds the original error. */
+    readonly ERR_INTERNAL: 'ERR_INTERNAL';
+  };
+
+  /** One of the values of {@link codes}. */
+  export type ErrorCode = (typeof codes)[keyof typeof codes];
+
+  /** Error for failures other than bad arguments: `ERR_REDIS`, `ERR_CLOSED`, `ERR_INTERNAL`. */
+  export class LockError extends Error {
+    constructor(code: ErrorCode, message: string);
+    readonly name: 'LockError';
+    readonly code: ErrorCode;
+    /** For `ERR_INTERNAL`, the unexpected error that caused it. */
+    cause?: unknown;
+  }
+
+  /** A bad argument, raised as a `TypeError` (synchronously by the constructor, else as a rejection/callback error). */
+  export interface InvalidArgumentError extends TypeError {
+    readonly code: 'ERR_INVALID_ARG';
+  }
+
+  /** `true` for any error raised by redfour-native: a {@link LockError} or an {@link InvalidArgumentError}. */
+  export function isLockError(err: unknown): err is LockError | InvalidArgumentError;
+
+  /** The largest TTL accepted, in milliseconds: 2^31-1 (about 24.8 days), the largest JavaScript timer delay. */
+  export const MAX_TTL_MS: 2147483647;
+}
+
+// Declared here too, so that the types compile with a `lib` older than ES2025/esnext.disposable.
+declare global {
+  interface SymbolConstructor {
+    readonly asyncDispose: unique symbol;
+  }
+}
+
+export = Lock;
