@@ -1,0 +1,123 @@
+'use strict';
+// The Redis layout must be redfour's, byte for byte: HASH `${ns}:${id}` {index}, PEXPIRE,
+// STRING counter `${ns}index`, PUBLISH on `${ns}-release` with the full key as payload.
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { startRedis } = require('./helpers/redis');
+const { loadLock, uniqueNs, sleep, within } = require('./helpers/common');
+
+let server;
+let Lock;
+const locks = [];
+
+function newLock(namespace) {
+  const lock = new Lock({ redis: server.url, namespace });
+  locks.push(lock);
+  return lock;
+}
+
+before(async () => {
+  Lock = loadLock();
+  server = await startRedis();
+});
+
+after(async () => {
+  await Promise.allSettled(locks.map((l) => l.close()));
+  if (server) await server.cleanup();
+});
+
+/** Subscribes a fresh ioredis connection to `channel`; returns {messages, next(ms), quit()}. */
+async function listen(channel) {
+  const sub = server.client();
+  const messages = [];
+  let waiter = null;
+  sub.on('message', (ch, msg) => {
+    messages.push({ channel: ch, message: msg });
+    if (waiter) waiter();
+  });
+  await sub.subscribe(channel);
+  return {
+    messages,
+    async next(ms = 5000) {
+      const start = messages.length;
+      await within(new Promise((resolve) => {
+        waiter = () => { if (messages.length > start) resolve(); };
+      }), ms, `a message on ${channel}`);
+      waiter = null;
+      return messages[messages.length - 1];
+    },
+    quit: () => sub.disconnect(),
+  };
+}
+
+describe('wire format', () => {
+  it('lock is a HASH `${ns}:${id}` with field index and a PEXPIRE; counter is a STRING `${ns}index` without TTL', async () => {
+    const ns = uniqueNs('wire');
+    const lock = newLock(ns);
+    const held = await lock.acquireLock('res1', 15000);
+    assert.equal(held.success, true);
+    const key = `${ns}:res1`;
+    assert.equal(await server.command('TYPE', key), 'hash');
+    assert.deepEqual(await server.command('HKEYS', key), ['index']);
+    assert.equal(await server.command('HGET', key, 'index'), String(held.index));
+    const pttl = await server.command('PTTL', key);
+    assert.ok(pttl > 10000 && pttl <= 15000, `PTTL ${pttl}`);
+    assert.equal(await server.command('TYPE', `${ns}index`), 'string');
+    assert.equal(await server.command('GET', `${ns}index`), String(held.index));
+    assert.equal(await server.command('PTTL', `${ns}index`), -1, 'the counter must not expire');
+    // Nothing else is written under the namespace.
+    assert.deepEqual(await server.keys(`${ns}*`), [`${ns}:res1`, `${ns}index`].sort());
+    await lock.releaseLock(held);
+    assert.deepEqual(await server.keys(`${ns}*`), [`${ns}index`]);
+  });
+
+  it('default namespace is "lock": keys lock:<id> and lockindex', async () => {
+    const lock = new Lock({ redis: server.url });
+    locks.push(lock);
+    const held = await lock.acquireLock('dflt', 5000);
+    assert.equal(await server.command('HGET', 'lock:dflt', 'index'), String(held.index));
+    assert.equal(await server.command('GET', 'lockindex'), String(held.index));
+    await lock.releaseLock(held);
+    assert.equal(await server.command('EXISTS', 'lock:dflt'), 0);
+  });
+
+  it('release PUBLISHes the full key on `${ns}-release`; conflicts and failed acquires publish nothing', async () => {
+    const ns = uniqueNs('pub');
+    const lock = newLock(ns);
+    const channel = `${ns}-release`;
+    const sub = await listen(channel);
+    try {
+      const held = await lock.acquireLock('item:7', 10000);
+      await lock.acquireLock('item:7', 10000); // fails, must not publish
+      await lock.releaseLock({ id: 'item:7', index: held.index + 1 }); // conflict, must not publish
+      await sleep(200);
+      assert.deepEqual(sub.messages, []);
+      const got = sub.next();
+      await lock.releaseLock(held);
+      const msg = await got;
+      assert.deepEqual(msg, { channel, message: `${ns}:item:7` });
+      // An already-expired release publishes nothing either.
+      await lock.releaseLock(held);
+      await sleep(200);
+      assert.equal(sub.messages.length, 1);
+    } finally {
+      sub.quit();
+    }
+  });
+
+  it('a lock written by hand in redfour layout is honoured (HSET + PEXPIRE, counter INCR)', async () => {
+    const ns = uniqueNs('hand');
+    const lock = newLock(ns);
+    await server.command('SET', `${ns}index`, '41');
+    await server.command('HSET', `${ns}:k`, 'index', '41');
+    await server.command('PEXPIRE', `${ns}:k`, 20000);
+    const r = await lock.acquireLock('k', 1000);
+    assert.equal(r.success, false);
+    assert.ok(r.ttl > 15000);
+    const rel = await lock.releaseLock({ id: 'k', index: 41 });
+    assert.equal(rel.result, 'released');
+    const again = await lock.acquireLock('k', 1000);
+    assert.equal(again.success, true);
+    assert.equal(again.index, 42, 'the counter continues from the stored value');
+  });
+});
