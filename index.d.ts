@@ -25,8 +25,9 @@
  */
 declare class Lock {
   /**
-   * Creates a Lock. Connections are shared (one command connection and one
-   * subscriber per Redis URL per process, reference-counted across Lock instances).
+   * Creates a Lock. Connections are opened on first use and shared: one command connection and
+   * one subscriber per Redis URL (and timeout settings) per process, reference-counted across
+   * Lock instances.
    *
    * @throws {TypeError} code `ERR_INVALID_ARG` when `options.redis` is missing or invalid, or
    *   another option has the wrong type or range.
@@ -195,7 +196,8 @@ declare namespace Lock {
     index: number;
     /**
      * On success, the lease granted in milliseconds (the requested TTL). Otherwise the current
-     * holder's remaining TTL in milliseconds, as Redis `PTTL` reports it.
+     * holder's remaining TTL in milliseconds, as Redis `PTTL` reports it (`-1`: the key has no
+     * expiry, as left by an old client's bug).
      */
     ttl: number;
   }
@@ -246,7 +248,7 @@ declare namespace Lock {
     success: boolean;
     /** The lock's index on success, `-1` on failure. */
     index: number;
-    /** On success, the new lease in milliseconds. */
+    /** On success, the new lease in milliseconds; otherwise the key's `PTTL` (`-2` when it is gone). */
     ttl: number;
   }
 
