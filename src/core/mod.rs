@@ -1,1 +1,15 @@
+//! The lock engine. Knows Redis and tokio, nothing of JavaScript: the Node binding in
+//! `binding.rs` only converts types and errors.
 
+pub mod endpoint;
+pub mod error;
+pub mod lock;
+pub mod scripts;
+pub mod subscriber;
+pub mod waiters;
+
+pub use endpoint::Timeouts;
+pub use error::{LockError, Result};
+pub use lock::{
+    Acquired, Lock, ReleaseResult, Released, RenewResult, Renewed, WaitAcquired, MAX_TTL_MS,
+};

@@ -1,0 +1,208 @@
+'use strict';
+// The JavaScript face of redfour-native: argument checks, redfour-shaped results, and the
+// callback-or-Promise calling convention. All Redis work happens in the Rust core
+// (redfour-native.node); user callbacks are only ever called from here, on a fresh tick,
+// never from inside Rust, so a throwing callback cannot abort the process.
+
+const { connectionUrl } = require('./lib/connection');
+const { LockError, codes, invalidArg, isLockError, fromNative } = require('./lib/errors');
+const native = require('./lib/native');
+
+const DEFAULT_NAMESPACE = 'lock';
+// 2^31-1 ms (about 24.8 days): the largest delay a JavaScript timer accepts, and far beyond any sane lease.
+const MAX_TTL_MS = 2147483647;
+const MAX_ID_LENGTH = 65536;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
+
+function checkTtl(value, name, { allowZero = false } = {}) {
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw invalidArg(`${name} must be an integer number of milliseconds, got ${describe(value)}`);
+  }
+  if (value < (allowZero ? 0 : 1) || value > MAX_TTL_MS) {
+    const low = allowZero ? 0 : 1;
+    throw invalidArg(`${name} must be between ${low} and ${MAX_TTL_MS} ms, got ${value}`);
+  }
+  return value;
+}
+
+function checkId(id) {
+  if (typeof id === 'number') {
+    if (!Number.isFinite(id)) throw invalidArg(`id must be a finite number or a string, got ${id}`);
+  } else if (typeof id === 'bigint') {
+    // String(10n) is '10', which is what redfour would have built the key from.
+  } else if (typeof id !== 'string') {
+    throw invalidArg(`id must be a string or a number, got ${describe(id)}`);
+  }
+  // Exactly JavaScript's own conversion, so keys match redfour's `${namespace}:${id}` byte for byte.
+  const text = String(id);
+  if (text.length === 0) throw invalidArg('id must not be empty');
+  if (text.length > MAX_ID_LENGTH) throw invalidArg(`id is longer than ${MAX_ID_LENGTH} characters`);
+  return text;
+}
+
+function checkHeld(lock) {
+  if (lock === null || typeof lock !== 'object') {
+    throw invalidArg(`lock must be the object returned by acquireLock/waitAcquireLock, got ${describe(lock)}`);
+  }
+  const id = checkId(lock.id);
+  const index = lock.index;
+  if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 1) {
+    throw invalidArg(`lock.index must be the positive integer returned by a successful acquire, got ${describe(index)}`);
+  }
+  return { id, index };
+}
+
+function describe(value) {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `a string`;
+  if (typeof value === 'number') return String(value);
+  return typeof value;
+}
+
+function optionalMs(options, name, fallback) {
+  const value = options[name];
+  if (value === undefined) return fallback;
+  return checkTtl(value, `options.${name}`);
+}
+
+/**
+ * Runs `work` (a function returning a Promise) in the caller's chosen style: with a trailing
+ * callback it calls `callback(err, result)` on a later tick and returns undefined; otherwise it
+ * returns the Promise. Argument errors found synchronously take the same route.
+ */
+function settle(callback, work) {
+  let promise;
+  try {
+    promise = work();
+  } catch (err) {
+    promise = Promise.reject(err);
+  }
+  promise = promise.catch((err) => {
+    throw fromNative(err);
+  });
+  if (typeof callback !== 'function') return promise;
+  promise.then(
+    (result) => process.nextTick(callback, null, result),
+    (err) => process.nextTick(callback, err),
+  );
+  return undefined;
+}
+
+class Lock {
+  /**
+   * @param {object} options
+   * @param {string|object} options.redis URL, connection options, or an existing node-redis/ioredis client
+   * @param {string} [options.namespace='lock']
+   */
+  constructor(options) {
+    if (!options || typeof options !== 'object' || !options.redis) {
+      throw invalidArg('Must provide a Redis connection string, options object, or client instance (options.redis)');
+    }
+    const namespace = options.namespace === undefined || options.namespace === null || options.namespace === ''
+      ? DEFAULT_NAMESPACE
+      : options.namespace;
+    if (typeof namespace !== 'string') throw invalidArg(`options.namespace must be a string, got ${describe(namespace)}`);
+    if (namespace.length > MAX_ID_LENGTH) throw invalidArg(`options.namespace is longer than ${MAX_ID_LENGTH} characters`);
+
+    this._namespace = namespace;
+    this._native = new native.NativeLock({
+      url: connectionUrl(options.redis),
+      namespace,
+      connectTimeoutMs: optionalMs(options, 'connectTimeout', DEFAULT_CONNECT_TIMEOUT_MS),
+      commandTimeoutMs: optionalMs(options, 'commandTimeout', DEFAULT_COMMAND_TIMEOUT_MS),
+    });
+  }
+
+  /** The namespace this lock's keys and channel live under. */
+  get namespace() {
+    return this._namespace;
+  }
+
+  acquireLock(id, ttl, callback) {
+    return settle(callback, () => {
+      const key = checkId(id);
+      checkTtl(ttl, 'ttl');
+      return this._native.acquire(key, ttl).then((r) => ({ id, success: r.success, index: r.index, ttl: r.ttl }));
+    });
+  }
+
+  waitAcquireLock(id, lockTtl, waitTtl, callback) {
+    return settle(callback, () => {
+      const key = checkId(id);
+      checkTtl(lockTtl, 'lockTtl');
+      checkTtl(waitTtl, 'waitTtl', { allowZero: true });
+      return this._native
+        .waitAcquire(key, lockTtl, waitTtl)
+        .then((r) => ({ id, success: r.success, index: r.index, ttl: r.ttl, immediate: r.immediate }));
+    });
+  }
+
+  releaseLock(lock, callback) {
+    return settle(callback, () => {
+      const held = checkHeld(lock);
+      return this._native.release(held.id, held.index).then((r) => ({
+        id: lock.id,
+        success: r.success,
+        result: r.result,
+        // redfour (1.x and 2.x) reports an already-expired lock with index 'expired'.
+        index: r.result === 'expired' ? 'expired' : r.index,
+      }));
+    });
+  }
+
+  renewLock(lock, ttl, callback) {
+    return settle(callback, () => {
+      const held = checkHeld(lock);
+      checkTtl(ttl, 'ttl');
+      return this._native
+        .renew(held.id, held.index, ttl)
+        .then((r) => ({ id: lock.id, success: r.success, result: r.result, index: r.index }));
+    });
+  }
+
+  extendLock(lock, ttl, callback) {
+    return settle(callback, () => {
+      const held = checkHeld(lock);
+      checkTtl(ttl, 'ttl');
+      return this._native
+        .renew(held.id, held.index, ttl)
+        .then((r) => ({ id: lock.id, success: r.success, index: r.index, ttl: r.ttl }));
+    });
+  }
+
+  /**
+   * Stops this Lock: pending waits reject with ERR_CLOSED, later calls reject the same way, and the
+   * shared connections close once no other Lock uses them. Idempotent.
+   */
+  close(callback) {
+    return settle(callback, () => {
+      this._native.close();
+      return Promise.resolve();
+    });
+  }
+
+  quit(callback) {
+    return this.close(callback);
+  }
+
+}
+
+// `await using lock = new Lock(...)` closes the lock at scope end (Node versions that define the symbol).
+if (typeof Symbol.asyncDispose === 'symbol') {
+  Object.defineProperty(Lock.prototype, Symbol.asyncDispose, {
+    value: function asyncDispose() {
+      return this.close();
+    },
+    writable: true,
+    configurable: true,
+  });
+}
+
+module.exports = Lock;
+module.exports.Lock = Lock;
+module.exports.default = Lock;
+module.exports.LockError = LockError;
+module.exports.isLockError = isLockError;
+module.exports.codes = codes;
+module.exports.MAX_TTL_MS = MAX_TTL_MS;

@@ -1,0 +1,96 @@
+'use strict';
+// Turns whatever the user passed as `options.redis` into one redis:// or rediss:// URL for the
+// Rust core. Unlike redfour, credentials, database and TLS of an existing client are kept, so
+// every connection we open (commands and the subscriber) authenticates the same way.
+
+const { invalidArg } = require('./errors');
+
+const SCHEMES = new Set(['redis:', 'rediss:', 'redis+unix:', 'unix:']);
+
+function checkUrl(text) {
+  let url;
+  try {
+    url = new URL(text);
+  } catch {
+    throw invalidArg(`options.redis is not a valid Redis URL: ${redact(text)}`);
+  }
+  if (!SCHEMES.has(url.protocol)) {
+    throw invalidArg(`options.redis must be a redis:// or rediss:// URL, got scheme ${url.protocol}`);
+  }
+  if ((url.protocol === 'redis:' || url.protocol === 'rediss:') && !url.hostname) {
+    throw invalidArg(`options.redis has no host: ${redact(text)}`);
+  }
+  if (url.pathname && url.pathname !== '/' && url.protocol !== 'unix:' && url.protocol !== 'redis+unix:') {
+    const db = url.pathname.slice(1);
+    if (!/^\d+$/.test(db)) throw invalidArg(`options.redis has a database that is not a number: ${redact(text)}`);
+  }
+  return text;
+}
+
+/** Replaces the password in a URL so it can go into an error message. */
+function redact(text) {
+  return String(text).replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}
+
+function buildUrl({ host, port, username, password, db, tls }) {
+  host = host === undefined || host === null || host === '' ? '127.0.0.1' : String(host);
+  if (host.includes(':') && !host.startsWith('[')) host = `[${host}]`;
+  port = port === undefined || port === null || port === '' ? 6379 : Number(port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidArg(`Redis port must be 1-65535, got ${port}`);
+  db = db === undefined || db === null || db === '' ? 0 : Number(db);
+  if (!Number.isInteger(db) || db < 0) throw invalidArg(`Redis database must be a non-negative integer, got ${db}`);
+  if (username !== undefined && username !== null && typeof username !== 'string') {
+    throw invalidArg('Redis username must be a string');
+  }
+  if (password !== undefined && password !== null && typeof password !== 'string') {
+    throw invalidArg('Redis password must be a string');
+  }
+  let auth = '';
+  if (username || password) {
+    auth = `${username ? encodeURIComponent(username) : ''}${password ? `:${encodeURIComponent(password)}` : ''}@`;
+  }
+  return checkUrl(`${tls ? 'rediss' : 'redis'}://${auth}${host}:${port}/${db}`);
+}
+
+function fromOptionsObject(options) {
+  if (typeof options.url === 'string') return checkUrl(options.url); // node-redis v4 style
+  const socket = options.socket && typeof options.socket === 'object' ? options.socket : {};
+  return buildUrl({
+    host: options.host ?? socket.host,
+    port: options.port ?? socket.port,
+    username: options.username ?? options.user,
+    password: options.password ?? options.auth_pass,
+    db: options.db ?? options.database,
+    tls: Boolean(options.tls || socket.tls),
+  });
+}
+
+function fromClient(client) {
+  // node-redis 2.x/3.x: `address` is "host:port"; the options object has the credentials.
+  if (typeof client.address === 'string') {
+    const opts = client.options || {};
+    const sep = client.address.lastIndexOf(':');
+    return buildUrl({
+      host: client.connection_options?.host ?? client.address.slice(0, sep),
+      port: client.connection_options?.port ?? client.address.slice(sep + 1),
+      username: opts.user ?? opts.username,
+      password: opts.password ?? opts.auth_pass,
+      db: client.selected_db ?? opts.db,
+      tls: Boolean(opts.tls),
+    });
+  }
+  // ioredis and node-redis 4.x both keep their constructor options on `.options`.
+  return fromOptionsObject(client.options);
+}
+
+function isClient(value) {
+  return typeof value.address === 'string' || (typeof value.duplicate === 'function' && value.options && typeof value.options === 'object');
+}
+
+function connectionUrl(redis) {
+  if (typeof redis === 'string') return checkUrl(redis);
+  if (redis && typeof redis === 'object') return isClient(redis) ? fromClient(redis) : fromOptionsObject(redis);
+  throw invalidArg('options.redis must be a URL string, an options object, or a Redis client');
+}
+
+module.exports = { connectionUrl, redact };

@@ -1,0 +1,54 @@
+'use strict';
+// Every error redfour-native produces carries a stable string `code`. "Somebody else holds the
+// lock" is never an error: it is a result with success:false.
+
+const codes = Object.freeze({
+  /** A bad argument: wrong type, out of range, unparsable URL. Thrown as a TypeError before Redis is touched. */
+  ERR_INVALID_ARG: 'ERR_INVALID_ARG',
+  /** Redis could not be reached, timed out, or answered with an error. */
+  ERR_REDIS: 'ERR_REDIS',
+  /** The Lock was closed; pending waits and later calls fail with this code. */
+  ERR_CLOSED: 'ERR_CLOSED',
+  /** A fault inside redfour-native itself (a bug): please report it. */
+  ERR_INTERNAL: 'ERR_INTERNAL',
+});
+
+class LockError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'LockError';
+    this.code = code;
+  }
+}
+
+function invalidArg(message) {
+  const err = new TypeError(message);
+  err.code = codes.ERR_INVALID_ARG;
+  return err;
+}
+
+function isLockError(err) {
+  return err instanceof Error && typeof err.code === 'string' && Object.prototype.hasOwnProperty.call(codes, err.code);
+}
+
+// Errors from the native side arrive as plain Errors whose `code` is one of ours; give them our
+// class, and make sure nothing leaves this library without a documented code.
+// The native side marks its errors with a `[CODE] ` prefix on the message.
+const NATIVE_CODE = /^\[(ERR_[A-Z_]+)\] /;
+
+function fromNative(err) {
+  if (err instanceof LockError || (err instanceof TypeError && err.code === codes.ERR_INVALID_ARG)) return err;
+  let message = err && err.message ? err.message : String(err);
+  let code = isLockError(err) ? err.code : codes.ERR_INTERNAL;
+  const marked = NATIVE_CODE.exec(message);
+  if (marked && Object.prototype.hasOwnProperty.call(codes, marked[1])) {
+    code = marked[1];
+    message = message.slice(marked[0].length);
+  }
+  if (code === codes.ERR_INVALID_ARG) return invalidArg(message);
+  const wrapped = new LockError(code, message);
+  if (code === codes.ERR_INTERNAL) wrapped.cause = err;
+  return wrapped;
+}
+
+module.exports = { codes, LockError, invalidArg, isLockError, fromNative };

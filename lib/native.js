@@ -1,0 +1,11 @@
+'use strict';
+// Loads the compiled Rust addon built by scripts/build.js.
+const path = require('node:path');
+
+const addonPath = path.join(__dirname, '..', 'redfour-native.node');
+try {
+  module.exports = require(addonPath);
+} catch (err) {
+  err.message = `redfour-native: could not load the native addon at ${addonPath} (run \`npm run build\`): ${err.message}`;
+  throw err;
+}

@@ -1,0 +1,362 @@
+//! The lock engine: redfour's operations on one namespace, over a shared endpoint.
+
+use crate::core::endpoint::{Endpoint, Timeouts};
+use crate::core::error::{LockError, Result};
+use crate::core::scripts::{ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
+use crate::core::waiters::{jitter, Registration, Wake};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The largest TTL accepted, in milliseconds (2^31 - 1, about 24.8 days).
+pub const MAX_TTL_MS: u64 = 2_147_483_647;
+
+/// How long a wait with no deadline keeps retrying through a Redis outage before it fails.
+const UNBOUNDED_WAIT_OUTAGE_LIMIT: Duration = Duration::from_secs(30);
+/// Poll interval when the holder's key has no expiry at all (left by an old client's bug).
+const NO_EXPIRY_POLL: Duration = Duration::from_secs(1);
+const MIN_RETRY: Duration = Duration::from_millis(20);
+const MAX_RETRY: Duration = Duration::from_secs(1);
+
+/// Result of one acquire attempt, as redfour reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+    pub success: bool,
+    /// The fencing token on success, -1 otherwise.
+    pub index: i64,
+    /// The granted TTL on success; the holder's remaining PTTL otherwise (-1: no expiry).
+    pub ttl: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitAcquired {
+    pub success: bool,
+    pub index: i64,
+    pub ttl: i64,
+    /// True when the first attempt succeeded, without waiting.
+    pub immediate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseResult {
+    Released,
+    Conflict,
+    Expired,
+}
+
+impl ReleaseResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseResult::Released => "released",
+            ReleaseResult::Conflict => "conflict",
+            ReleaseResult::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    pub success: bool,
+    pub result: ReleaseResult,
+    /// The released index; on conflict the current holder's index (-1 if unknown); -1 if expired.
+    pub index: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewResult {
+    Renewed,
+    Missing,
+    Conflict,
+}
+
+impl RenewResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RenewResult::Renewed => "renewed",
+            RenewResult::Missing => "missing",
+            RenewResult::Conflict => "conflict",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewed {
+    pub success: bool,
+    pub result: RenewResult,
+    /// The lock's index on success, -1 otherwise.
+    pub index: i64,
+    /// The new TTL on success; otherwise the key's PTTL (-2 when it is gone).
+    pub ttl: i64,
+}
+
+/// A redfour-compatible lock namespace. Cheap to clone; clones share state and `close`.
+#[derive(Clone)]
+pub struct Lock {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    namespace: String,
+    counter_key: String,
+    channel: String,
+    /// Dropped on close, so the shared connections close once no Lock uses them.
+    endpoint: RwLock<Option<Arc<Endpoint>>>,
+    closed: CancellationToken,
+}
+
+impl Lock {
+    pub fn new(url: &str, namespace: &str, timeouts: Timeouts) -> Result<Lock> {
+        let endpoint = Endpoint::shared(url, timeouts)?;
+        Ok(Lock {
+            inner: Arc::new(Inner {
+                namespace: namespace.to_owned(),
+                counter_key: format!("{namespace}index"),
+                channel: format!("{namespace}-release"),
+                endpoint: RwLock::new(Some(endpoint)),
+                closed: CancellationToken::new(),
+            }),
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// The Redis key of lock `id`, as redfour builds it.
+    pub fn key(&self, id: &str) -> String {
+        let mut key = String::with_capacity(self.inner.namespace.len() + 1 + id.len());
+        key.push_str(&self.inner.namespace);
+        key.push(':');
+        key.push_str(id);
+        key
+    }
+
+    /// The channel releases are announced on.
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// The counter key holding the last issued index.
+    pub fn counter_key(&self) -> &str {
+        &self.inner.counter_key
+    }
+
+    fn endpoint(&self) -> Result<Arc<Endpoint>> {
+        if self.inner.closed.is_cancelled() {
+            return Err(LockError::Closed);
+        }
+        self.inner
+            .endpoint
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(LockError::Closed)
+    }
+
+    /// Stops the lock: pending waits fail with `Closed`, later calls too. Idempotent.
+    pub fn close(&self) {
+        self.inner.closed.cancel();
+        self.inner
+            .endpoint
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled()
+    }
+
+    /// One attempt to take lock `id` for `ttl_ms`.
+    pub async fn acquire(&self, id: &str, ttl_ms: u64) -> Result<Acquired> {
+        check_ttl(ttl_ms)?;
+        let endpoint = self.endpoint()?;
+        let key = self.key(id);
+        self.attempt(&endpoint, &key, ttl_ms).await
+    }
+
+    async fn attempt(&self, endpoint: &Endpoint, key: &str, ttl_ms: u64) -> Result<Acquired> {
+        let mut conn = endpoint.connection().await?;
+        let (success, index, ttl): (i64, i64, i64) = ACQUIRE_SCRIPT
+            .run(&mut conn, &[key, &self.inner.counter_key], ttl_ms)
+            .await?;
+        Ok(Acquired {
+            success: success == 1,
+            index,
+            ttl,
+        })
+    }
+
+    /// Takes lock `id`, waiting up to `wait` (forever if `None`) for its holder to release it.
+    /// Times out with `success: false` after one last attempt.
+    pub async fn wait_acquire(
+        &self,
+        id: &str,
+        ttl_ms: u64,
+        wait: Option<Duration>,
+    ) -> Result<WaitAcquired> {
+        check_ttl(ttl_ms)?;
+        let endpoint = self.endpoint()?;
+        let key = self.key(id);
+        let started = Instant::now();
+        let deadline = wait.map(|w| started + w);
+        endpoint.ensure_subscriber();
+
+        let mut place = endpoint.waiters.join(&self.inner.channel, &key);
+        // Subscribed before the first attempt: a release between a failed attempt and the wait
+        // is then always heard (redfour subscribed after failing, and could sleep a whole TTL).
+        let limit = started + endpoint.timeouts().connect;
+        let limit = deadline.map_or(limit, |d| d.min(limit));
+        tokio::select! {
+            _ = place.subscribed(limit) => {}
+            _ = self.inner.closed.cancelled() => return Err(LockError::Closed),
+        }
+
+        let mut try_now = place.joined_as_head();
+        let mut immediate = true;
+        let mut poll_at: Option<Instant> = None;
+        let mut retry = MIN_RETRY;
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            if try_now && place.is_head() {
+                match self.attempt(&endpoint, &key, ttl_ms).await {
+                    Ok(got) if got.success => {
+                        return self.won(&endpoint, place, &key, got, immediate).await;
+                    }
+                    Ok(held) => {
+                        failing_since = None;
+                        retry = MIN_RETRY;
+                        poll_at = Some(Instant::now() + expiry_delay(held.ttl));
+                    }
+                    Err(err) if err.is_transient() => {
+                        let since = *failing_since.get_or_insert_with(Instant::now);
+                        if deadline.is_none() && since.elapsed() > UNBOUNDED_WAIT_OUTAGE_LIMIT {
+                            return Err(err);
+                        }
+                        poll_at = Some(Instant::now() + retry);
+                        retry = (retry * 2).min(MAX_RETRY);
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            immediate = false;
+            try_now = false;
+
+            let far = Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                wake = place.woken() => match wake {
+                    Wake::TryNow => try_now = true,
+                    Wake::PollAt(at) => poll_at = Some(at),
+                    Wake::Nothing => {}
+                },
+                _ = tokio::time::sleep_until(poll_at.unwrap_or(far)), if poll_at.is_some() => {
+                    poll_at = None;
+                    try_now = true;
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
+                    // Out of time: one last attempt, whose answer is the answer.
+                    return match self.attempt(&endpoint, &key, ttl_ms).await {
+                        Ok(got) if got.success => self.won(&endpoint, place, &key, got, false).await,
+                        Ok(held) => Ok(WaitAcquired {
+                            success: false,
+                            index: held.index,
+                            ttl: held.ttl,
+                            immediate: false,
+                        }),
+                        Err(err) => Err(err),
+                    };
+                }
+                _ = self.inner.closed.cancelled() => return Err(LockError::Closed),
+            }
+        }
+    }
+
+    /// Hands a won lock to the caller, unless the lock was closed meanwhile: then the grant is
+    /// released at once rather than leaked until its TTL.
+    async fn won(
+        &self,
+        endpoint: &Endpoint,
+        place: Registration,
+        key: &str,
+        got: Acquired,
+        immediate: bool,
+    ) -> Result<WaitAcquired> {
+        place.leave_won(Duration::from_millis(got.ttl.max(0) as u64));
+        if self.is_closed() {
+            // Best effort: if this fails too, the TTL still ends the lease.
+            let _ = self.release_key(endpoint, key, got.index).await;
+            return Err(LockError::Closed);
+        }
+        Ok(WaitAcquired {
+            success: true,
+            index: got.index,
+            ttl: got.ttl,
+            immediate,
+        })
+    }
+
+    /// Releases lock `id` if it is still held under `index`, and wakes its waiters.
+    pub async fn release(&self, id: &str, index: i64) -> Result<Released> {
+        let endpoint = self.endpoint()?;
+        let key = self.key(id);
+        self.release_key(&endpoint, &key, index).await
+    }
+
+    async fn release_key(&self, endpoint: &Endpoint, key: &str, index: i64) -> Result<Released> {
+        let mut conn = endpoint.connection().await?;
+        let (success, result, current): (i64, String, i64) = RELEASE_SCRIPT
+            .run(&mut conn, &[key], (index, &self.inner.channel))
+            .await?;
+        let result = match result.as_str() {
+            "released" => ReleaseResult::Released,
+            "expired" => ReleaseResult::Expired,
+            _ => ReleaseResult::Conflict,
+        };
+        Ok(Released {
+            success: success == 1,
+            result,
+            index: current,
+        })
+    }
+
+    /// Sets the TTL of lock `id` to `ttl_ms` if it is still held under `index`.
+    pub async fn renew(&self, id: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
+        check_ttl(ttl_ms)?;
+        let endpoint = self.endpoint()?;
+        let key = self.key(id);
+        let mut conn = endpoint.connection().await?;
+        let (success, result, index, ttl): (i64, String, i64, i64) = RENEW_SCRIPT
+            .run(&mut conn, &[key.as_str()], (index, ttl_ms))
+            .await?;
+        let result = match result.as_str() {
+            "renewed" => RenewResult::Renewed,
+            "missing" => RenewResult::Missing,
+            _ => RenewResult::Conflict,
+        };
+        Ok(Renewed {
+            success: success == 1,
+            result,
+            index,
+            ttl,
+        })
+    }
+}
+
+fn check_ttl(ttl_ms: u64) -> Result<()> {
+    if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
+        return Err(LockError::InvalidArg(format!(
+            "ttl must be between 1 and {MAX_TTL_MS} ms, got {ttl_ms}"
+        )));
+    }
+    Ok(())
+}
+
+/// When to look again at a lock held with `pttl` ms left, if no release is announced.
+fn expiry_delay(pttl: i64) -> Duration {
+    match pttl {
+        -1 => NO_EXPIRY_POLL,
+        p if p < 0 => jitter(),
+        p => Duration::from_millis(p as u64) + jitter(),
+    }
+}

@@ -1,0 +1,97 @@
+//! The one pub/sub connection per endpoint: subscribes to the channels local waiters need,
+//! turns release messages into wake-ups, and after a dropped connection reconnects,
+//! resubscribes and wakes every queue head (a release may have been published meanwhile).
+
+use crate::core::waiters::{SubscriberCommand, Waiters};
+use futures_util::StreamExt;
+use std::sync::Weak;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Runs until every sender of `commands` is gone (the endpoint was dropped).
+pub async fn run(
+    client: redis::Client,
+    waiters: Weak<Waiters>,
+    mut commands: mpsc::UnboundedReceiver<SubscriberCommand>,
+    connect_timeout: Duration,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut reconnecting = false;
+    loop {
+        let Some(owner) = waiters.upgrade() else {
+            return;
+        };
+        let connected = tokio::time::timeout(connect_timeout, client.get_async_pubsub()).await;
+        let pubsub = match connected {
+            Ok(Ok(pubsub)) => pubsub,
+            _ => {
+                drop(owner);
+                // Keep draining commands while down: the full channel list is resubscribed on
+                // connect, so individual commands can be dropped.
+                let sleep = tokio::time::sleep(backoff);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        _ = &mut sleep => break,
+                        command = commands.recv() => if command.is_none() { return },
+                    }
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                reconnecting = true;
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let channels = owner.channels();
+        if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+            continue;
+        }
+        for channel in &channels {
+            owner.set_subscribed(channel, true);
+        }
+        if reconnecting {
+            owner.wake_all_heads();
+        }
+        drop(owner);
+        backoff = MIN_BACKOFF;
+        reconnecting = true;
+
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { return };
+                    let Some(owner) = waiters.upgrade() else { return };
+                    let ok = match command {
+                        SubscriberCommand::Subscribe(channel) => {
+                            let ok = sink.subscribe(&channel).await.is_ok();
+                            if ok {
+                                owner.set_subscribed(&channel, true);
+                            }
+                            ok
+                        }
+                        SubscriberCommand::Unsubscribe(channel) => {
+                            // A waiter may have come back for this channel since the command was sent.
+                            owner.is_wanted(&channel) || sink.unsubscribe(&channel).await.is_ok()
+                        }
+                    };
+                    if !ok {
+                        break;
+                    }
+                }
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    let Some(owner) = waiters.upgrade() else { return };
+                    if let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) {
+                        owner.released(message.get_channel_name(), key);
+                    }
+                }
+            }
+        }
+        if let Some(owner) = waiters.upgrade() {
+            owner.set_all_subscribed(false);
+        }
+    }
+}
