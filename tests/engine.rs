@@ -209,8 +209,6 @@ async fn one_release_costs_one_attempt_per_process_not_one_per_waiter() {
     );
 }
 
-}
-
 #[tokio::test]
 async fn no_wake_up_is_lost_when_a_release_races_the_failed_attempt() {
     let server = RedisServer::start();
