@@ -1,0 +1,175 @@
+'use strict';
+// Bad arguments: a TypeError with code ERR_INVALID_ARG, in both calling styles, before Redis
+// is touched (no key written, no script run). redfour would write an immortal lock for a NaN TTL.
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { startRedis } = require('./helpers/redis');
+const { loadLock, uniqueNs, rejectsWithCode } = require('./helpers/common');
+
+let server;
+let Lock;
+let lock;
+let ns;
+
+before(async () => {
+  Lock = loadLock();
+  server = await startRedis();
+  ns = uniqueNs('args');
+  lock = new Lock({ redis: server.url, namespace: ns });
+  // Connect and warm up, then forget about it.
+  const r = await lock.acquireLock('warm', 1000);
+  await lock.releaseLock(r);
+  await server.flush();
+  await server.resetStats();
+});
+
+after(async () => {
+  if (lock) await lock.close();
+  if (server) await server.cleanup();
+});
+
+const badTtls = [
+  ['NaN', NaN],
+  ['Infinity', Infinity],
+  ['-Infinity', -Infinity],
+  ['negative', -1],
+  ['zero', 0],
+  ['fraction 1.5', 1.5],
+  ['huge 2^31', 2 ** 31],
+  ['huge 1e20', 1e20],
+  ['string "1000"', '1000'],
+  ['undefined', undefined],
+  ['null', null],
+  ['object', {}],
+  ['bigint 1000n', 1000n],
+];
+const badIds = [
+  ['missing (undefined)', undefined],
+  ['null', null],
+  ['object', { a: 1 }],
+  ['array', ['a']],
+  ['function', () => 'x'],
+  ['symbol', Symbol('x')],
+  ['boolean', true],
+  ['NaN', NaN],
+  ['Infinity', Infinity],
+];
+const goodLock = { id: 'x', index: 1 };
+const badLocks = [
+  ['undefined', undefined],
+  ['null', null],
+  ['string', 'x'],
+  ['number', 5],
+  ['no id', { index: 3 }],
+  ['no index', { id: 'x' }],
+  ['null id', { id: null, index: 3 }],
+  ['object id', { id: {}, index: 3 }],
+  ['index 1.5', { id: 'x', index: 1.5 }],
+  ['index "3"', { id: 'x', index: '3' }],
+  ['index NaN', { id: 'x', index: NaN }],
+  ['index Infinity', { id: 'x', index: Infinity }],
+  ['index -1 (a failed acquire)', { id: 'x', index: -1, success: false }],
+  ['index null', { id: 'x', index: null }],
+];
+const badWaitTtls = [
+  ['negative', -1],
+  ['NaN', NaN],
+  ['fraction', 0.5],
+  ['string "100"', '100'],
+  ['Infinity', Infinity],
+];
+
+/** The calls to check, each a function (lock) => [method, args]. */
+const cases = [];
+for (const [name, id] of badIds) cases.push([`acquireLock id ${name}`, 'acquireLock', [id, 1000]]);
+for (const [name, ttl] of badTtls) cases.push([`acquireLock ttl ${name}`, 'acquireLock', ['ok-id', ttl]]);
+for (const [name, id] of badIds) cases.push([`waitAcquireLock id ${name}`, 'waitAcquireLock', [id, 1000, 100]]);
+for (const [name, ttl] of badTtls) cases.push([`waitAcquireLock lockTtl ${name}`, 'waitAcquireLock', ['ok-id', ttl, 100]]);
+for (const [name, w] of badWaitTtls) cases.push([`waitAcquireLock waitTtl ${name}`, 'waitAcquireLock', ['ok-id', 1000, w]]);
+for (const [name, l] of badLocks) cases.push([`releaseLock lock ${name}`, 'releaseLock', [l]]);
+for (const [name, l] of badLocks) cases.push([`renewLock lock ${name}`, 'renewLock', [l, 1000]]);
+for (const [name, ttl] of badTtls) cases.push([`renewLock ttl ${name}`, 'renewLock', [goodLock, ttl]]);
+for (const [name, l] of badLocks) cases.push([`extendLock lock ${name}`, 'extendLock', [l, 1000]]);
+for (const [name, ttl] of badTtls) cases.push([`extendLock ttl ${name}`, 'extendLock', [goodLock, ttl]]);
+
+describe('invalid arguments (promise style)', () => {
+  for (const [title, method, args] of cases) {
+    it(title, async () => {
+      let ret;
+      assert.doesNotThrow(() => { ret = lock[method](...args); }, 'must reject, not throw synchronously');
+      assert.ok(ret instanceof Promise);
+      await rejectsWithCode(ret, 'ERR_INVALID_ARG', TypeError);
+    });
+  }
+});
+
+describe('invalid arguments (callback style)', () => {
+  for (const [title, method, args] of cases) {
+    it(title, async () => {
+      let returned = false;
+      const err = await new Promise((resolve, reject) => {
+        let ret;
+        try {
+          ret = lock[method](...args, (e, result) => {
+            if (!returned) reject(new Error('callback was called synchronously'));
+            else if (!e) reject(new Error(`expected an error, got ${JSON.stringify(result)}`));
+            else resolve(e);
+          });
+        } catch (e) {
+          reject(new Error(`threw synchronously instead of calling back: ${e.message}`));
+          return;
+        }
+        returned = true;
+        if (ret !== undefined) reject(new Error('callback style must return undefined'));
+      });
+      assert.ok(err instanceof TypeError, `${err.constructor.name}: ${err.message}`);
+      assert.equal(err.code, 'ERR_INVALID_ARG');
+    });
+  }
+});
+
+describe('nothing reached Redis', () => {
+  it('no key was written and no script ran for any invalid call', async () => {
+    assert.deepEqual(await server.keys(), [], 'invalid calls left keys behind');
+    assert.equal(await server.scriptCalls(), 0, 'invalid calls ran scripts');
+  });
+});
+
+describe('invalid constructor options', () => {
+  const badUrls = [
+    ['unparsable URL', 'not a url'],
+    ['unknown scheme http://', `http://127.0.0.1:${6380}`],
+    ['unknown scheme mongodb://', 'mongodb://127.0.0.1:27017'],
+    ['port out of range', 'redis://127.0.0.1:99999'],
+    ['non-numeric database', 'redis://127.0.0.1:6380/abc'],
+  ];
+  for (const [title, url] of badUrls) {
+    it(`${title} throws a TypeError with code ERR_INVALID_ARG`, () => {
+      let caught;
+      try {
+        const l = new Lock({ redis: url, namespace: uniqueNs('bad') });
+        l.close();
+      } catch (e) {
+        caught = e;
+      }
+      assert.ok(caught, `new Lock({redis: ${JSON.stringify(url)}}) did not throw`);
+      assert.ok(caught instanceof TypeError, `${caught.constructor.name}: ${caught.message}`);
+      assert.equal(caught.code, 'ERR_INVALID_ARG');
+    });
+  }
+
+  it('non-string namespace throws ERR_INVALID_ARG', () => {
+    assert.throws(() => new Lock({ redis: server.url, namespace: 42 }), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG');
+  });
+
+  it('an error message never echoes the password of a bad URL', () => {
+    try {
+      const l = new Lock({ redis: 'redis://user:s3cr3tpw@127.0.0.1:6380/notanumber' });
+      l.close();
+      assert.fail('did not throw');
+    } catch (e) {
+      assert.equal(e.code, 'ERR_INVALID_ARG');
+      assert.ok(!e.message.includes('s3cr3tpw'), e.message);
+    }
+  });
+});
