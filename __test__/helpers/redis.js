@@ -180,6 +180,7 @@ class RedisServer {
     const proc = this.proc;
     if (!proc) return;
     if (proc.exitCode === null && proc.signalCode === null) {
+      proc.ref(); // keep the event loop alive while we wait for the exit
       killQuietly(proc.pid, 'SIGCONT');
       killQuietly(proc.pid, 'SIGKILL');
       await this.exited;
@@ -192,6 +193,7 @@ class RedisServer {
     const proc = this.proc;
     if (!proc) return;
     if (this.running) {
+      proc.ref(); // keep the event loop alive while we wait for the exit
       killQuietly(proc.pid, 'SIGCONT'); // a paused server cannot handle SIGTERM
       killQuietly(proc.pid, 'SIGTERM');
       const timedOut = await Promise.race([this.exited.then(() => false), sleep(graceMs).then(() => true)]);
