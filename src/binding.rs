@@ -2,13 +2,15 @@
 //! back. No lock logic lives here. Every method returns a Promise; the JS facade in index.js adds
 //! callbacks, so no user code ever runs on a Rust stack.
 
-use crate::core::{self, LockError, Timeouts};
+use crate::core::{self, Lease, LeaseOptions, LockError, Timeouts};
 use futures_util::FutureExt;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[napi_derive::module_init]
 fn init() {
@@ -86,6 +88,14 @@ fn ttl_ms(value: f64, name: &str) -> Result<u64> {
     }
 }
 
+fn wait_limit(wait_ms: f64) -> Result<Option<Duration>> {
+    if wait_ms == 0.0 {
+        Ok(None)
+    } else {
+        Ok(Some(Duration::from_millis(ttl_ms(wait_ms, "waitTtl")?)))
+    }
+}
+
 fn lock_index(value: f64) -> Result<i64> {
     if value.is_finite() && value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_991.0 {
         Ok(value as i64)
@@ -148,7 +158,7 @@ impl NativeLock {
         })
     }
 
-    /// `wait_ms` 0 waits without limit.
+    /// `wait_ms` 0 waits without limit; `abort` cancels the wait (ERR_ABORTED).
     #[napi(ts_return_type = "Promise<WaitAcquireOutcome>")]
     pub fn wait_acquire<'env>(
         &self,
@@ -156,21 +166,61 @@ impl NativeLock {
         id: String,
         ttl: f64,
         wait_ms: f64,
+        abort: Option<&AbortHandle>,
     ) -> Result<PromiseRaw<'env, WaitAcquireOutcome>> {
         let ttl = ttl_ms(ttl, "lockTtl")?;
-        let wait = if wait_ms == 0.0 {
-            None
-        } else {
-            Some(Duration::from_millis(ttl_ms(wait_ms, "waitTtl")?))
-        };
+        let wait = wait_limit(wait_ms)?;
+        let abort = abort.map_or_else(CancellationToken::new, |a| a.token.clone());
         let lock = self.lock.clone();
         spawn(env, async move {
-            let got = lock.wait_acquire(&id, ttl, wait).await?;
+            let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;
             Ok(WaitAcquireOutcome {
                 success: got.success,
                 index: got.index,
                 ttl: got.ttl,
                 immediate: got.immediate,
+            })
+        })
+    }
+
+    /// Waits for lock `id` like `waitAcquire`, and on success keeps it alive from Rust timers
+    /// (renewing every `renew_every_ms`) until the lease is stopped or lost.
+    #[napi(ts_return_type = "Promise<NativeLease>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn acquire_lease<'env>(
+        &self,
+        env: &'env Env,
+        id: String,
+        ttl: f64,
+        wait_ms: f64,
+        renew_every_ms: f64,
+        max_hold_ms: f64,
+        abort: Option<&AbortHandle>,
+    ) -> Result<PromiseRaw<'env, NativeLease>> {
+        let ttl = ttl_ms(ttl, "ttl")?;
+        let wait = wait_limit(wait_ms)?;
+        let mut options = LeaseOptions::new(Duration::from_millis(ttl));
+        if renew_every_ms != 0.0 {
+            options.renew_every = Duration::from_millis(ttl_ms(renew_every_ms, "renewEvery")?);
+        }
+        if max_hold_ms != 0.0 {
+            options.max_hold = Some(Duration::from_millis(ttl_ms(max_hold_ms, "maxHold")?));
+        }
+        let abort = abort.map_or_else(CancellationToken::new, |a| a.token.clone());
+        let lock = self.lock.clone();
+        spawn(env, async move {
+            let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;
+            let lease = got
+                .success
+                .then(|| Arc::new(Lease::start(&lock, &id, got.index, got.sent_at, options)));
+            Ok(NativeLease {
+                outcome: WaitAcquireOutcome {
+                    success: got.success,
+                    index: got.index,
+                    ttl: got.ttl,
+                    immediate: got.immediate,
+                },
+                lease,
             })
         })
     }
@@ -219,5 +269,86 @@ impl NativeLock {
     #[napi]
     pub fn close(&self) {
         self.lock.close();
+    }
+}
+
+/// Cancels the native wait it is passed to; the facade fires it from an AbortSignal.
+#[napi]
+pub struct AbortHandle {
+    token: CancellationToken,
+}
+
+#[napi]
+impl AbortHandle {
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        AbortHandle {
+            token: CancellationToken::new(),
+        }
+    }
+
+    #[napi]
+    pub fn abort(&self) {
+        self.token.cancel();
+    }
+}
+
+/// The result of `acquireLease`: the acquire outcome, and while held, the lease keeper.
+#[napi]
+pub struct NativeLease {
+    outcome: WaitAcquireOutcome,
+    lease: Option<Arc<Lease>>,
+}
+
+#[napi]
+impl NativeLease {
+    #[napi(getter)]
+    pub fn success(&self) -> bool {
+        self.outcome.success
+    }
+
+    #[napi(getter)]
+    pub fn index(&self) -> i64 {
+        self.outcome.index
+    }
+
+    #[napi(getter)]
+    pub fn ttl(&self) -> i64 {
+        self.outcome.ttl
+    }
+
+    #[napi(getter)]
+    pub fn immediate(&self) -> bool {
+        self.outcome.immediate
+    }
+
+    /// Resolves with why the lease was lost ('conflict', 'missing', 'unreachable', 'max-hold',
+    /// 'closed'), or with null once it was stopped (or was never held).
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub fn lost<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Option<&'static str>>> {
+        let lease = self.lease.clone();
+        spawn(env, async move {
+            Ok(match lease {
+                Some(lease) => lease.lost().await.map(|r| r.as_str()),
+                None => None,
+            })
+        })
+    }
+
+    /// Milliseconds before the lease must be considered lost (0 when lost or stopped).
+    #[napi]
+    pub fn remaining_ms(&self) -> f64 {
+        self.lease
+            .as_ref()
+            .map_or(0.0, |l| l.remaining().as_millis() as f64)
+    }
+
+    /// Stops renewing (does not release). Idempotent.
+    #[napi]
+    pub fn stop(&self) {
+        if let Some(lease) = &self.lease {
+            lease.stop();
+        }
     }
 }

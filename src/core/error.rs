@@ -16,6 +16,8 @@ pub enum LockError {
     },
     /// The lock handle was closed before or during the operation.
     Closed,
+    /// The caller cancelled the wait (an AbortSignal fired).
+    Aborted,
 }
 
 impl LockError {
@@ -24,6 +26,7 @@ impl LockError {
             LockError::InvalidArg(_) => "ERR_INVALID_ARG",
             LockError::Redis { .. } => "ERR_REDIS",
             LockError::Closed => "ERR_CLOSED",
+            LockError::Aborted => "ERR_ABORTED",
         }
     }
 
@@ -51,6 +54,7 @@ impl fmt::Display for LockError {
             LockError::InvalidArg(message) => write!(f, "{message}"),
             LockError::Redis { message, .. } => write!(f, "Redis: {message}"),
             LockError::Closed => write!(f, "the lock was closed"),
+            LockError::Aborted => write!(f, "the wait was aborted"),
         }
     }
 }

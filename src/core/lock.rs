@@ -27,6 +27,8 @@ pub struct Acquired {
     pub index: i64,
     /// The granted TTL on success; the holder's remaining PTTL otherwise (-1: no expiry).
     pub ttl: i64,
+    /// When the attempt was sent: a grant's lease runs out no earlier than `sent_at + ttl`.
+    pub sent_at: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct WaitAcquired {
     pub ttl: i64,
     /// True when the first attempt succeeded, without waiting.
     pub immediate: bool,
+    /// When the deciding attempt was sent (see `Acquired::sent_at`).
+    pub sent_at: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +182,7 @@ impl Lock {
 
     async fn attempt(&self, endpoint: &Endpoint, key: &str, ttl_ms: u64) -> Result<Acquired> {
         let mut conn = endpoint.connection().await?;
+        let sent_at = Instant::now();
         let (success, index, ttl): (i64, i64, i64) = ACQUIRE_SCRIPT
             .run(&mut conn, &[key, &self.inner.counter_key], ttl_ms)
             .await?;
@@ -185,6 +190,7 @@ impl Lock {
             success: success == 1,
             index,
             ttl,
+            sent_at,
         })
     }
 
@@ -196,6 +202,22 @@ impl Lock {
         ttl_ms: u64,
         wait: Option<Duration>,
     ) -> Result<WaitAcquired> {
+        self.wait_acquire_until(id, ttl_ms, wait, &CancellationToken::new())
+            .await
+    }
+
+    /// As `wait_acquire`, and gives up with `Aborted` when `abort` is cancelled. A grant that
+    /// races the abort is released at once, never leaked.
+    pub async fn wait_acquire_until(
+        &self,
+        id: &str,
+        ttl_ms: u64,
+        wait: Option<Duration>,
+        abort: &CancellationToken,
+    ) -> Result<WaitAcquired> {
+        if abort.is_cancelled() {
+            return Err(LockError::Aborted);
+        }
         check_ttl(ttl_ms)?;
         let endpoint = self.endpoint()?;
         let key = self.key(id);
@@ -211,6 +233,7 @@ impl Lock {
         tokio::select! {
             _ = place.subscribed(limit) => {}
             _ = self.inner.closed.cancelled() => return Err(LockError::Closed),
+            _ = abort.cancelled() => return Err(LockError::Aborted),
         }
 
         let mut try_now = place.joined_as_head();
@@ -222,7 +245,9 @@ impl Lock {
             if try_now && place.is_head() {
                 match self.attempt(&endpoint, &key, ttl_ms).await {
                     Ok(got) if got.success => {
-                        return self.won(&endpoint, place, &key, got, immediate).await;
+                        return self
+                            .won(&endpoint, place, &key, got, immediate, abort)
+                            .await;
                     }
                     Ok(held) => {
                         failing_since = None;
@@ -257,23 +282,25 @@ impl Lock {
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
                     // Out of time: one last attempt, whose answer is the answer.
                     return match self.attempt(&endpoint, &key, ttl_ms).await {
-                        Ok(got) if got.success => self.won(&endpoint, place, &key, got, false).await,
+                        Ok(got) if got.success => self.won(&endpoint, place, &key, got, false, abort).await,
                         Ok(held) => Ok(WaitAcquired {
                             success: false,
                             index: held.index,
                             ttl: held.ttl,
                             immediate: false,
+                            sent_at: held.sent_at,
                         }),
                         Err(err) => Err(err),
                     };
                 }
                 _ = self.inner.closed.cancelled() => return Err(LockError::Closed),
+                _ = abort.cancelled() => return Err(LockError::Aborted),
             }
         }
     }
 
-    /// Hands a won lock to the caller, unless the lock was closed meanwhile: then the grant is
-    /// released at once rather than leaked until its TTL.
+    /// Hands a won lock to the caller, unless the lock was closed or the wait aborted meanwhile:
+    /// then the grant is released at once rather than leaked until its TTL.
     async fn won(
         &self,
         endpoint: &Endpoint,
@@ -281,18 +308,27 @@ impl Lock {
         key: &str,
         got: Acquired,
         immediate: bool,
+        abort: &CancellationToken,
     ) -> Result<WaitAcquired> {
         place.leave_won(Duration::from_millis(got.ttl.max(0) as u64));
-        if self.is_closed() {
+        let refused = if self.is_closed() {
+            Some(LockError::Closed)
+        } else if abort.is_cancelled() {
+            Some(LockError::Aborted)
+        } else {
+            None
+        };
+        if let Some(err) = refused {
             // Best effort: if this fails too, the TTL still ends the lease.
             let _ = self.release_key(endpoint, key, got.index).await;
-            return Err(LockError::Closed);
+            return Err(err);
         }
         Ok(WaitAcquired {
             success: true,
             index: got.index,
             ttl: got.ttl,
             immediate,
+            sent_at: got.sent_at,
         })
     }
 

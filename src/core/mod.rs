@@ -3,6 +3,7 @@
 
 pub mod endpoint;
 pub mod error;
+pub mod lease;
 pub mod lock;
 pub mod scripts;
 pub mod subscriber;
@@ -10,6 +11,7 @@ pub mod waiters;
 
 pub use endpoint::Timeouts;
 pub use error::{LockError, Result};
+pub use lease::{Lease, LeaseOptions, LostReason};
 pub use lock::{
     Acquired, Lock, ReleaseResult, Released, RenewResult, Renewed, WaitAcquired, MAX_TTL_MS,
 };
