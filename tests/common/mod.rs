@@ -1,4 +1,5 @@
 //! A private redis-server per test, on a free loopback port, stopped (by pid) on drop.
+#![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
