@@ -7,6 +7,7 @@
 const { connectionUrl } = require('./lib/connection');
 const { LockError, codes, invalidArg, isLockError, fromNative } = require('./lib/errors');
 const native = require('./lib/native');
+const { abortHandle, acquireHeld, runHeld } = require('./lib/held');
 
 const DEFAULT_NAMESPACE = 'lock';
 // 2^31-1 ms (about 24.8 days): the largest delay a JavaScript timer accepts, and far beyond any sane lease.
@@ -58,6 +59,24 @@ function describe(value) {
   if (typeof value === 'string') return `a string`;
   if (typeof value === 'number') return String(value);
   return typeof value;
+}
+
+function checkOptions(options, name) {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object') throw invalidArg(`${name} must be an object, got ${describe(options)}`);
+  return options;
+}
+
+/** Options of `acquire`/`using`; 0 means "no limit" / "default" to the native side. */
+function leaseOptions(options) {
+  const opts = checkOptions(options, 'options');
+  const ms = (name) => (opts[name] === undefined ? 0 : checkTtl(opts[name], `options.${name}`, { allowZero: true }));
+  return {
+    waitMs: ms('waitMs'),
+    renewEveryMs: ms('renewEveryMs'),
+    maxHoldMs: ms('maxHoldMs'),
+    signal: opts.signal,
+  };
 }
 
 function optionalMs(options, name, fallback) {
@@ -127,13 +146,15 @@ class Lock {
     });
   }
 
-  waitAcquireLock(id, lockTtl, waitTtl, callback) {
+  waitAcquireLock(id, lockTtl, waitTtl, options, callback) {
+    if (typeof options === 'function') [options, callback] = [undefined, options];
     return settle(callback, () => {
       const key = checkId(id);
       checkTtl(lockTtl, 'lockTtl');
       checkTtl(waitTtl, 'waitTtl', { allowZero: true });
+      const { signal } = checkOptions(options, 'options');
       return this._native
-        .waitAcquire(key, lockTtl, waitTtl)
+        .waitAcquire(key, lockTtl, waitTtl, abortHandle(signal))
         .then((r) => ({ id, success: r.success, index: r.index, ttl: r.ttl, immediate: r.immediate }));
     });
   }
@@ -168,6 +189,34 @@ class Lock {
       return this._native
         .renew(held.id, held.index, ttl)
         .then((r) => ({ id: lock.id, success: r.success, index: r.index, ttl: r.ttl }));
+    });
+  }
+
+  /**
+   * Waits for lock `id` and keeps it alive (renewed from Rust timers) until released. Resolves
+   * with a HeldLock (`await using held = await lock.acquire(...)` releases at scope end); rejects
+   * with ERR_NOT_ACQUIRED when the wait ends without the lock, ERR_ABORTED when `signal` fires.
+   */
+  acquire(id, ttl, options) {
+    return settle(undefined, () => {
+      const key = checkId(id);
+      checkTtl(ttl, 'ttl');
+      return acquireHeld(this, this._native, key, id, ttl, leaseOptions(options));
+    });
+  }
+
+  /**
+   * Acquires lock `id`, runs `routine(signal, held)` while the lease is renewed from Rust, then
+   * releases, and resolves with the routine's result. `signal` aborts (reason: an ERR_LOCK_LOST
+   * LockError, or the caller's own abort reason) if the lease is lost or `options.signal` fires.
+   */
+  using(id, ttl, routine, options) {
+    return settle(undefined, () => {
+      const key = checkId(id);
+      checkTtl(ttl, 'ttl');
+      if (typeof routine !== 'function') throw invalidArg('routine must be a function');
+      const opts = leaseOptions(options);
+      return acquireHeld(this, this._native, key, id, ttl, opts).then((held) => runHeld(held, routine, opts.signal));
     });
   }
 

@@ -9,6 +9,12 @@ const codes = Object.freeze({
   ERR_REDIS: 'ERR_REDIS',
   /** The Lock was closed; pending waits and later calls fail with this code. */
   ERR_CLOSED: 'ERR_CLOSED',
+  /** The caller's AbortSignal fired before the lock was granted. */
+  ERR_ABORTED: 'ERR_ABORTED',
+  /** `using`/`acquire` could not get the lock within its wait. */
+  ERR_NOT_ACQUIRED: 'ERR_NOT_ACQUIRED',
+  /** A held lease was lost (stolen, expired, unrenewable, or past maxHoldMs); see `reason`. */
+  ERR_LOCK_LOST: 'ERR_LOCK_LOST',
   /** A fault inside redfour-native itself (a bug): please report it. */
   ERR_INTERNAL: 'ERR_INTERNAL',
 });
