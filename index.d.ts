@@ -106,7 +106,10 @@ declare class Lock {
   quit(): Promise<void>;
   quit(callback: Lock.Callback<void>): void;
 
-  /** Alias of {@link close}, for `await using lock = new Lock(...)`. */
+  /**
+   * Alias of {@link close}, for `await using lock = new Lock(...)`. Defined on Node versions that
+   * have `Symbol.asyncDispose` (18.18+, 20.4+).
+   */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
