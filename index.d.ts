@@ -56,13 +56,27 @@ declare class Lock {
    *
    * @param lockTtl Lease in milliseconds once acquired, an integer from 1 to {@link Lock.MAX_TTL_MS}.
    * @param waitTtl How long to wait in milliseconds, an integer from 0 to {@link Lock.MAX_TTL_MS};
-   *   `0` waits forever (until acquired or the Lock is closed).
+   *   `0` waits forever (until acquired, aborted or the Lock is closed).
+   * @param options `signal`: an AbortSignal that cancels the wait (the call then fails with
+   *   `ERR_ABORTED`; a grant that races the abort is released, not leaked).
    */
-  waitAcquireLock<Id extends Lock.LockId>(id: Id, lockTtl: number, waitTtl: number): Promise<Lock.WaitAcquireResult<Id>>;
   waitAcquireLock<Id extends Lock.LockId>(
     id: Id,
     lockTtl: number,
     waitTtl: number,
+    options?: Lock.WaitOptions,
+  ): Promise<Lock.WaitAcquireResult<Id>>;
+  waitAcquireLock<Id extends Lock.LockId>(
+    id: Id,
+    lockTtl: number,
+    waitTtl: number,
+    callback: Lock.Callback<Lock.WaitAcquireResult<Id>>,
+  ): void;
+  waitAcquireLock<Id extends Lock.LockId>(
+    id: Id,
+    lockTtl: number,
+    waitTtl: number,
+    options: Lock.WaitOptions | undefined,
     callback: Lock.Callback<Lock.WaitAcquireResult<Id>>,
   ): void;
 
@@ -73,8 +87,8 @@ declare class Lock {
    *
    * @param lock The successful result of an acquire (only `id` and `index` are read).
    */
-  releaseLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>): Promise<Lock.ReleaseResult<Id>>;
-  releaseLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>, callback: Lock.Callback<Lock.ReleaseResult<Id>>): void;
+  releaseLock<Id extends Lock.LockId>(lock: Lock.LockRef<Id>): Promise<Lock.ReleaseResult<Id>>;
+  releaseLock<Id extends Lock.LockId>(lock: Lock.LockRef<Id>, callback: Lock.Callback<Lock.ReleaseResult<Id>>): void;
 
   /**
    * Sets the remaining lease of a lock that is still held by `lock` to `ttl` ms (redfour 2.2's
@@ -83,16 +97,43 @@ declare class Lock {
    *
    * @param ttl New lease in milliseconds from now, an integer from 1 to {@link Lock.MAX_TTL_MS}.
    */
-  renewLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>, ttl: number): Promise<Lock.RenewResult<Id>>;
-  renewLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>, ttl: number, callback: Lock.Callback<Lock.RenewResult<Id>>): void;
+  renewLock<Id extends Lock.LockId>(lock: Lock.LockRef<Id>, ttl: number): Promise<Lock.RenewResult<Id>>;
+  renewLock<Id extends Lock.LockId>(lock: Lock.LockRef<Id>, ttl: number, callback: Lock.Callback<Lock.RenewResult<Id>>): void;
 
   /**
    * Same operation as {@link renewLock}, with ioredfour's `extendLock` result shape.
    *
    * @param ttl New lease in milliseconds from now, an integer from 1 to {@link Lock.MAX_TTL_MS}.
    */
-  extendLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>, ttl: number): Promise<Lock.ExtendResult<Id>>;
-  extendLock<Id extends Lock.LockId>(lock: Lock.HeldLock<Id>, ttl: number, callback: Lock.Callback<Lock.ExtendResult<Id>>): void;
+  extendLock<Id extends Lock.LockId>(lock: Lock.LockRef<Id>, ttl: number): Promise<Lock.ExtendResult<Id>>;
+  extendLock<Id extends Lock.LockId>(lock: Lock.LockRef<Id>, ttl: number, callback: Lock.Callback<Lock.ExtendResult<Id>>): void;
+
+  /**
+   * Waits for lock `id` and keeps it alive until released: the lease is renewed from Rust timers
+   * (every `ttl / 3` by default), so a busy event loop does not lose it, and the returned handle's
+   * `signal` aborts as soon as the lease can no longer be trusted. Promise only.
+   *
+   * @param ttl The TTL each renewal sets, in milliseconds (1 to {@link Lock.MAX_TTL_MS}).
+   * @returns A {@link Lock.HeldLock}; `await using held = await lock.acquire(...)` releases it at
+   *   scope end.
+   * @throws {Lock.LockError} `ERR_NOT_ACQUIRED` (with `ttl`, the holder's remaining TTL) when
+   *   `options.waitMs` passed without the lock, `ERR_ABORTED` when `options.signal` fired first.
+   */
+  acquire<Id extends Lock.LockId>(id: Id, ttl: number, options?: Lock.LeaseOptions): Promise<Lock.HeldLock<Id>>;
+
+  /**
+   * Acquires lock `id` as {@link acquire} does, runs `routine(signal, held)` while the lease is
+   * renewed, releases the lock (also when the routine throws) and resolves with the routine's
+   * result. `signal` aborts when the lease is lost (reason: a `LockError` with code `ERR_LOCK_LOST`)
+   * or when `options.signal` fires (its own reason): stop writing to the protected resource then.
+   * Promise only.
+   */
+  using<T, Id extends Lock.LockId = Lock.LockId>(
+    id: Id,
+    ttl: number,
+    routine: (signal: AbortSignal, held: Lock.HeldLock<Id>) => T | PromiseLike<T>,
+    options?: Lock.LeaseOptions,
+  ): Promise<Awaited<T>>;
 
   /**
    * Stops this Lock. Pending waits reject with code `ERR_CLOSED`, later calls reject the same way,
@@ -177,11 +218,63 @@ declare namespace Lock {
   /** Node-style callback: `err` is set on failure (then `result` is undefined), else `null`. */
   export type Callback<T> = (err: LockError | InvalidArgumentError | null, result: T) => void;
 
-  /** What `releaseLock`, `renewLock` and `extendLock` read from a held lock. */
-  export interface HeldLock<Id extends LockId = LockId> {
+  /**
+   * What `releaseLock`, `renewLock` and `extendLock` read from a held lock: any successful acquire
+   * result, a {@link HeldLock}, or a plain `{ id, index }` kept elsewhere.
+   */
+  export interface LockRef<Id extends LockId = LockId> {
     id: Id;
     /** The positive fencing index returned by a successful acquire. */
     index: number;
+  }
+
+  /** Options of {@link Lock.waitAcquireLock}. */
+  export interface WaitOptions {
+    /** Cancels the wait: the call fails with `ERR_ABORTED`. */
+    signal?: AbortSignal;
+  }
+
+  /** Options of {@link Lock.acquire} and {@link Lock.using}. Millisecond values are integers. */
+  export interface LeaseOptions {
+    /** How long to wait for the lock; `0` or absent waits without limit. */
+    waitMs?: number;
+    /** Time between renewals; `0` or absent means a third of the TTL. */
+    renewEveryMs?: number;
+    /** Give the lease up (reason `'max-hold'`) after holding it this long; `0` or absent: no limit. */
+    maxHoldMs?: number;
+    /** Cancels the wait (`ERR_ABORTED`); for `using`, also aborts the routine's signal. */
+    signal?: AbortSignal;
+  }
+
+  /**
+   * Why a held lease was lost (`LockError#reason` with code `ERR_LOCK_LOST`):
+   * `'conflict'` another owner holds the lock now; `'missing'` the key expired or was deleted;
+   * `'unreachable'` no renewal succeeded before the lease ran out; `'max-hold'` `maxHoldMs` passed;
+   * `'closed'` the Lock was closed.
+   */
+  export type LostReason = 'conflict' | 'missing' | 'unreachable' | 'max-hold' | 'closed';
+
+  /** A lock held by this process and renewed from Rust until released. From {@link Lock.acquire}. */
+  export interface HeldLock<Id extends LockId = LockId> {
+    readonly id: Id;
+    /** The fencing token of this grant (see {@link AcquireResult.index}). */
+    readonly index: number;
+    /** The lease granted in milliseconds. */
+    readonly ttl: number;
+    /** `true` when the lock was free at once. */
+    readonly immediate: boolean;
+    /**
+     * Aborts as soon as the lease can no longer be trusted; its `reason` is a {@link LockError}
+     * with code `ERR_LOCK_LOST` and a {@link LostReason} in `reason`. The lease is measured from
+     * when each renewal was sent and counted lost a safety margin before it would run out.
+     */
+    readonly signal: AbortSignal;
+    /** Milliseconds before the lease must be considered lost; `0` once lost or released. */
+    readonly remainingMs: number;
+    /** Stops renewing and releases the lock. Idempotent: later calls return the first result. */
+    release(): Promise<ReleaseResult<Id>>;
+    /** Same as {@link release}, for `await using held = await lock.acquire(...)`. */
+    [Symbol.asyncDispose](): Promise<void>;
   }
 
   /** Result of {@link Lock.acquireLock}. */
@@ -263,6 +356,12 @@ declare namespace Lock {
     readonly ERR_REDIS: 'ERR_REDIS';
     /** The Lock was closed; pending waits and later calls fail with this code. */
     readonly ERR_CLOSED: 'ERR_CLOSED';
+    /** The caller's AbortSignal fired before the lock was granted. */
+    readonly ERR_ABORTED: 'ERR_ABORTED';
+    /** `acquire`/`using` did not get the lock within `waitMs`; `err.ttl` is the holder's remaining TTL. */
+    readonly ERR_NOT_ACQUIRED: 'ERR_NOT_ACQUIRED';
+    /** A held lease was lost; `err.reason` says why. The reason of a {@link HeldLock}'s aborted signal. */
+    readonly ERR_LOCK_LOST: 'ERR_LOCK_LOST';
     /** A fault inside redfour-native itself (a bug: please report it); `cause` holds the original error. */
     readonly ERR_INTERNAL: 'ERR_INTERNAL';
   };
@@ -270,11 +369,15 @@ declare namespace Lock {
   /** One of the values of {@link codes}. */
   export type ErrorCode = (typeof codes)[keyof typeof codes];
 
-  /** Error for failures other than bad arguments: `ERR_REDIS`, `ERR_CLOSED`, `ERR_INTERNAL`. */
+  /** Error for every failure other than a bad argument (all codes but `ERR_INVALID_ARG`). */
   export class LockError extends Error {
     constructor(code: ErrorCode, message: string);
     readonly name: 'LockError';
     readonly code: ErrorCode;
+    /** For `ERR_LOCK_LOST`, why the lease was lost. */
+    reason?: LostReason;
+    /** For `ERR_NOT_ACQUIRED`, the holder's remaining TTL in milliseconds. */
+    ttl?: number;
     /** For `ERR_INTERNAL`, the unexpected error that caused it. */
     cause?: unknown;
   }
@@ -291,11 +394,13 @@ declare namespace Lock {
   export const MAX_TTL_MS: 2147483647;
 }
 
-// Declared here too, so that the types compile with a `lib` older than ES2025/esnext.disposable.
+// Declared here too, so that the types compile with a `lib` older than ES2025/esnext.disposable,
+// and without DOM or @types/node (an empty AbortSignal merges with the real one when present).
 declare global {
   interface SymbolConstructor {
     readonly asyncDispose: unique symbol;
   }
+  interface AbortSignal {}
 }
 
 export = Lock;

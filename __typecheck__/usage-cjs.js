@@ -24,4 +24,12 @@ async function promiseStyle() {
   return [wrong, new Lock.default({ redis: 'redis://localhost' }), new LockError(codes.ERR_REDIS, 'x')];
 }
 
-module.exports = { getAccessToken, promiseStyle };
+async function heldStyle() {
+  const held = await lock.acquire('report', 10000, { waitMs: 1000 });
+  await held.release();
+  /** @type {number} */
+  const doubled = await lock.using('report', 10000, async (_signal, h) => h.index * 2, { maxHoldMs: 60000 });
+  return doubled;
+}
+
+module.exports = { getAccessToken, promiseStyle, heldStyle };

@@ -2,7 +2,17 @@
 // Lines marked @ts-expect-error must fail to compile; tsc reports them if they ever stop failing.
 import LockDefault from 'redfour-native';
 import { Lock, LockError, codes, isLockError, MAX_TTL_MS } from 'redfour-native';
-import type { AcquireResult, ErrorCode, LockOptions, ReleaseResult, WaitAcquireResult } from 'redfour-native';
+import type {
+  AcquireResult,
+  ErrorCode,
+  HeldLock,
+  LeaseOptions,
+  LockOptions,
+  LockRef,
+  LostReason,
+  ReleaseResult,
+  WaitAcquireResult,
+} from 'redfour-native';
 import LockRequired = require('redfour-native');
 
 // Shapes of existing clients as their own typings declare them (the real packages' typings need
@@ -115,8 +125,15 @@ function errors(err: unknown): string {
         return `bad argument: ${err.message}`;
       case codes.ERR_REDIS:
       case codes.ERR_CLOSED:
+      case codes.ERR_ABORTED:
       case codes.ERR_INTERNAL:
         return err.code;
+      case codes.ERR_NOT_ACQUIRED:
+        return `held elsewhere for ${err.ttl} ms`;
+      case codes.ERR_LOCK_LOST: {
+        const reason: LostReason | undefined = err.reason;
+        return `lost: ${reason}`;
+      }
     }
     // Every code was handled above.
     const unreachable: never = err;
@@ -133,6 +150,44 @@ function errors(err: unknown): string {
   return `${name}${max}`;
 }
 
+// Cancellable waits, self-renewing held locks, and using().
+async function leases(lock: Lock): Promise<string> {
+  const controller = new AbortController();
+  const w = await lock.waitAcquireLock('job', 1000, 0, { signal: controller.signal });
+  lock.waitAcquireLock('job', 1000, 0, { signal: controller.signal }, (err, r) => void (err ?? r.immediate));
+  lock.waitAcquireLock('job', 1000, 0, undefined, (_err, r) => void r.index);
+  // @ts-expect-error: signal must be an AbortSignal
+  await lock.waitAcquireLock('job', 1000, 0, { signal: 'now' });
+  void w;
+
+  const options: LeaseOptions = { waitMs: 5000, renewEveryMs: 1000, maxHoldMs: 60_000, signal: controller.signal };
+  const held: HeldLock<'job'> = await lock.acquire('job', 3000, options);
+  const ref: LockRef = held; // a HeldLock works with releaseLock/renewLock too
+  await lock.renewLock(ref, 3000);
+  if (held.signal.aborted) return 'lost';
+  held.signal.addEventListener('abort', () => void held.signal.reason);
+  const left: number = held.remainingMs;
+  const released: ReleaseResult<'job'> = await held.release();
+  void [left, released];
+  // @ts-expect-error: acquire has no callback form
+  lock.acquire('job', 3000, {}, () => undefined);
+  {
+    await using scoped = await lock.acquire(7, 3000);
+    const n: number = scoped.id;
+    void n;
+  }
+
+  const total: number = await lock.using('report', 10_000, async (signal, h) => {
+    if (signal.aborted) throw signal.reason;
+    return h.index * 2;
+  });
+  const text: string = await lock.using('report', 10_000, () => 'sync result', { waitMs: 100 });
+  // @ts-expect-error: the routine's result type is carried through
+  const wrong: number = await lock.using('report', 10_000, () => 'text');
+  void wrong;
+  return `${total}${text}`;
+}
+
 // `await using` closes the lock at scope end.
 async function disposable(): Promise<void> {
   await using lock = new Lock({ redis: 'redis://127.0.0.1:6379' });
@@ -141,4 +196,4 @@ async function disposable(): Promise<void> {
   void dispose;
 }
 
-export { promises, callbacks, errors, disposable };
+export { promises, callbacks, errors, leases, disposable };
