@@ -196,7 +196,12 @@ class RedisServer {
       proc.ref(); // keep the event loop alive while we wait for the exit
       killQuietly(proc.pid, 'SIGCONT'); // a paused server cannot handle SIGTERM
       killQuietly(proc.pid, 'SIGTERM');
-      const timedOut = await Promise.race([this.exited.then(() => false), sleep(graceMs).then(() => true)]);
+      let timer;
+      const timedOut = await Promise.race([
+        this.exited.then(() => false),
+        new Promise((resolve) => { timer = setTimeout(resolve, graceMs, true); }),
+      ]);
+      clearTimeout(timer);
       if (timedOut) {
         killQuietly(proc.pid, 'SIGKILL');
         await this.exited;
