@@ -79,6 +79,15 @@ function leaseOptions(options) {
   };
 }
 
+/** Native constructors throw synchronously; give their errors our classes and codes too. */
+function construct(NativeClass, options) {
+  try {
+    return new NativeClass(options);
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
 function optionalMs(options, name, fallback) {
   const value = options[name];
   if (value === undefined) return fallback;
@@ -125,7 +134,7 @@ class Lock {
     if (namespace.length > MAX_ID_LENGTH) throw invalidArg(`options.namespace is longer than ${MAX_ID_LENGTH} characters`);
 
     this._namespace = namespace;
-    this._native = new native.NativeLock({
+    this._native = construct(native.NativeLock, {
       url: connectionUrl(options.redis),
       namespace,
       connectTimeoutMs: optionalMs(options, 'connectTimeout', DEFAULT_CONNECT_TIMEOUT_MS),

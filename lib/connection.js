@@ -52,15 +52,42 @@ function buildUrl({ host, port, username, password, db, tls }) {
   return checkUrl(`${tls ? 'rediss' : 'redis'}://${auth}${host}:${port}/${db}`);
 }
 
+/** A unix socket: redis-rs's `redis+unix:///path?db=N&user=U&pass=P`. */
+function unixUrl(path, { username, password, db }) {
+  if (typeof path !== 'string' || path === '') throw invalidArg('Redis socket path must be a non-empty string');
+  const query = new URLSearchParams();
+  if (db !== undefined && db !== null && db !== '') query.set('db', String(db));
+  if (username) query.set('user', username);
+  if (password) query.set('pass', password);
+  const search = query.toString();
+  return `redis+unix://${encodeURI(path)}${search ? `?${search}` : ''}`;
+}
+
+/** node-redis v4 allows `url` plus separate credentials and database; the separate ones win. */
+function mergeUrl(text, { username, password, db }) {
+  checkUrl(text);
+  const url = new URL(text);
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return text;
+  if (username) url.username = encodeURIComponent(username);
+  if (password) url.password = encodeURIComponent(password);
+  if (db !== undefined && db !== null && db !== '') url.pathname = `/${Number(db)}`;
+  return checkUrl(url.toString());
+}
+
 function fromOptionsObject(options) {
-  if (typeof options.url === 'string') return checkUrl(options.url); // node-redis v4 style
   const socket = options.socket && typeof options.socket === 'object' ? options.socket : {};
-  return buildUrl({
-    host: options.host ?? socket.host,
-    port: options.port ?? socket.port,
+  const credentials = {
     username: options.username ?? options.user,
     password: options.password ?? options.auth_pass,
     db: options.db ?? options.database,
+  };
+  if (typeof options.url === 'string') return mergeUrl(options.url, credentials); // node-redis v4 style
+  const path = options.path ?? socket.path;
+  if (path !== undefined) return unixUrl(path, credentials);
+  return buildUrl({
+    ...credentials,
+    host: options.host ?? socket.host,
+    port: options.port ?? socket.port,
     tls: Boolean(options.tls || socket.tls),
   });
 }

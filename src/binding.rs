@@ -352,3 +352,10 @@ impl NativeLease {
         }
     }
 }
+
+/// A Promise that resolves at once from the runtime: the benchmark measures the cost of the
+/// native boundary (JS -> tokio -> JS) with it.
+#[napi]
+pub fn noop_async(env: &Env) -> Result<PromiseRaw<'_, u32>> {
+    spawn(env, async move { Ok(0) })
+}

@@ -254,6 +254,9 @@ impl Lock {
                         retry = MIN_RETRY;
                         poll_at = Some(Instant::now() + expiry_delay(held.ttl));
                     }
+                    // A wait issued while Redis is down fails like any other call; one that
+                    // was already waiting rides out the outage (below).
+                    Err(err) if immediate => return Err(err),
                     Err(err) if err.is_transient() => {
                         let since = *failing_since.get_or_insert_with(Instant::now);
                         if deadline.is_none() && since.elapsed() > UNBOUNDED_WAIT_OUTAGE_LIMIT {
