@@ -8,6 +8,9 @@ const { connectionUrl } = require('./lib/connection');
 const { LockError, codes, invalidArg, isLockError, fromNative } = require('./lib/errors');
 const native = require('./lib/native');
 const { abortHandle, acquireHeld, runHeld } = require('./lib/held');
+const { Fence, fencedSet } = require('./lib/fence');
+const { LeaderElector } = require('./lib/leader');
+const { runOnce, Schedule } = require('./lib/run-once');
 
 const DEFAULT_NAMESPACE = 'lock';
 // 2^31-1 ms (about 24.8 days): the largest delay a JavaScript timer accepts, and far beyond any sane lease.
@@ -244,6 +247,27 @@ class Lock {
     return this.close(callback);
   }
 
+  /**
+   * Joins the leader election `name` (a lock id in this namespace); see lib/leader.js. Returns a
+   * started LeaderElector (EventEmitter: 'elected', 'revoked'; async iterable of terms).
+   */
+  elect(name, options) {
+    return new LeaderElector(this, name, options);
+  }
+
+  /**
+   * Runs `job(signal, info)` at most once per period of `schedule` across every process sharing
+   * this Redis and namespace; see lib/run-once.js. The job's own errors are passed through as-is.
+   */
+  runOnce(name, schedule, job, options) {
+    return Promise.resolve().then(() => runOnce(this, name, schedule, job, options));
+  }
+
+  /** Calls `runOnce` at the start of every period in this process until `stop()`; see lib/run-once.js. */
+  schedule(name, schedule, job, options) {
+    return new Schedule(this, name, schedule, job, options);
+  }
+
 }
 
 // `await using lock = new Lock(...)` closes the lock at scope end (Node versions that define the symbol).
@@ -264,3 +288,7 @@ module.exports.LockError = LockError;
 module.exports.isLockError = isLockError;
 module.exports.codes = codes;
 module.exports.MAX_TTL_MS = MAX_TTL_MS;
+module.exports.Fence = Fence;
+module.exports.fencedSet = fencedSet;
+module.exports.LeaderElector = LeaderElector;
+module.exports.Schedule = Schedule;
