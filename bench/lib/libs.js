@@ -1,0 +1,239 @@
+'use strict';
+// One uniform face over every library in the benchmark:
+//   acquire(id, ttlMs)            -> handle | null   (one attempt)
+//   release(handle)               -> void
+//   wait(id, ttlMs, waitMs)       -> handle | null   (waits until free, or null on timeout)
+//   close()
+// Each adapter uses its library the way its README does; waiting uses the library's own
+// mechanism (pub/sub for redfour-native/redfour/ioredfour, its own retry loop for the pollers).
+
+const path = require('node:path');
+const { promisify } = require('node:util');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const NAMESPACE = 'bench';
+
+// Retry options for the libraries that wait by polling. redis-semaphore's own default is 10 ms;
+// redlock's default (200 ms ± 100 ms, 10 tries) would time out under contention, so it gets the
+// same 10 ms (± 5 ms jitter) and unlimited tries.
+const POLL_MS = 10;
+
+// In the order of the tables. `floor` is not a lock: two EVALSHA round trips of a trivial script.
+const LIBS = ['redfour-native', 'redfour', 'ioredfour', 'redlock', 'redis-semaphore'];
+const PEERS = LIBS.filter((l) => l !== 'redfour-native');
+const WAITERS = LIBS; // every lock can wait
+
+function requireIoredis() {
+  return require(path.join(ROOT, 'node_modules', 'ioredis'));
+}
+
+async function openNative(url, { facade = true } = {}) {
+  if (!facade) {
+    // The napi class without the JS facade (index.js): isolates the facade's cost.
+    const native = require(path.join(ROOT, 'lib', 'native.js'));
+    const n = new native.NativeLock({ url, namespace: NAMESPACE, connectTimeoutMs: 5000, commandTimeoutMs: 5000 });
+    return {
+      async acquire(id, ttl) {
+        const r = await n.acquire(String(id), ttl);
+        return r.success ? { id: String(id), index: r.index } : null;
+      },
+      async release(h) {
+        await n.release(h.id, h.index);
+      },
+      async wait(id, ttl, waitMs) {
+        const r = await n.waitAcquire(String(id), ttl, waitMs);
+        return r.success ? { id: String(id), index: r.index } : null;
+      },
+      async close() {
+        n.close();
+      },
+    };
+  }
+  const Lock = require(ROOT);
+  const lock = new Lock({ redis: url, namespace: NAMESPACE });
+  return {
+    async acquire(id, ttl) {
+      const r = await lock.acquireLock(id, ttl);
+      return r.success ? r : null;
+    },
+    async release(h) {
+      await lock.releaseLock(h);
+    },
+    async wait(id, ttl, waitMs) {
+      const r = await lock.waitAcquireLock(id, ttl, waitMs);
+      return r.success ? r : null;
+    },
+    async close() {
+      await lock.close();
+    },
+  };
+}
+
+async function openRedfour(url) {
+  const Lock = require(path.join(ROOT, 'node_modules', 'redfour'));
+  const lock = new Lock({ redis: url, namespace: NAMESPACE });
+  const acquire = promisify(lock.acquireLock.bind(lock));
+  const release = promisify(lock.releaseLock.bind(lock));
+  const wait = promisify(lock.waitAcquireLock.bind(lock));
+  await new Promise((resolve) => lock._redisSubscriber.once('subscribe', resolve));
+  return {
+    async acquire(id, ttl) {
+      const r = await acquire(id, ttl);
+      return r.success ? r : null;
+    },
+    async release(h) {
+      await release(h);
+    },
+    async wait(id, ttl, waitMs) {
+      const r = await wait(id, ttl, waitMs);
+      return r.success ? r : null;
+    },
+    async close() {
+      lock._redisConnection.quit();
+      lock._redisSubscriber.quit();
+    },
+  };
+}
+
+async function openIoredfour(url) {
+  const Lock = require(path.join(ROOT, 'node_modules', 'ioredfour'));
+  const lock = new Lock({ redis: url, namespace: NAMESPACE });
+  await new Promise((resolve) => lock._redisSubscriber.once('ready', resolve));
+  return {
+    async acquire(id, ttl) {
+      const r = await lock.acquireLock(id, ttl);
+      return r.success ? r : null;
+    },
+    async release(h) {
+      await lock.releaseLock(h);
+    },
+    async wait(id, ttl, waitMs) {
+      const r = await lock.waitAcquireLock(id, ttl, waitMs);
+      return r.success ? r : null;
+    },
+    async close() {
+      lock._redisConnection.disconnect();
+      lock._redisSubscriber.disconnect();
+    },
+  };
+}
+
+async function openRedlock(url, { client } = {}) {
+  const Redis = requireIoredis();
+  const Redlock = require(path.join(ROOT, 'node_modules', 'redlock'));
+  const own = !client;
+  client = client || new Redis(url);
+  const once = new Redlock([client], { retryCount: 0 });
+  const waiting = new Redlock([client], { retryCount: -1, retryDelay: POLL_MS, retryJitter: POLL_MS / 2 });
+  for (const r of [once, waiting]) r.on('clientError', () => {});
+  return {
+    async acquire(id, ttl) {
+      try {
+        return await once.lock(`${NAMESPACE}:${id}`, ttl);
+      } catch (err) {
+        if (err instanceof Redlock.LockError) return null;
+        throw err;
+      }
+    },
+    async release(h) {
+      await h.unlock();
+    },
+    async wait(id, ttl, waitMs) {
+      // redlock@4 has no wait deadline, only a retry count: derive it from the wait.
+      const count = waitMs > 0 ? Math.ceil(waitMs / POLL_MS) : -1;
+      try {
+        return await waiting.lockWithOptions(`${NAMESPACE}:${id}`, ttl, { retryCount: count });
+      } catch (err) {
+        if (err instanceof Redlock.LockError && count >= 0) return null;
+        throw err;
+      }
+    },
+    async close() {
+      if (own) client.disconnect();
+    },
+  };
+}
+
+async function openSemaphore(url, { client } = {}) {
+  const Redis = requireIoredis();
+  const { Mutex } = require(path.join(ROOT, 'node_modules', 'redis-semaphore'));
+  const own = !client;
+  client = client || new Redis(url);
+  return {
+    async acquire(id, ttl) {
+      const m = new Mutex(client, `${NAMESPACE}:${id}`, { lockTimeout: ttl });
+      return (await m.tryAcquire()) ? m : null;
+    },
+    async release(m) {
+      await m.release();
+    },
+    async wait(id, ttl, waitMs) {
+      const m = new Mutex(client, `${NAMESPACE}:${id}`, {
+        lockTimeout: ttl,
+        acquireTimeout: waitMs > 0 ? waitMs : 2147483647,
+        retryInterval: POLL_MS,
+      });
+      return (await m.tryAcquire()) ? m : null;
+    },
+    async close() {
+      if (own) client.disconnect();
+    },
+  };
+}
+
+// The floor: what any lock needs at least, two script round trips from Node on a plain client.
+const FLOOR_SCRIPT = "return redis.call('EXISTS', KEYS[1])";
+async function openFloor(url) {
+  const Redis = requireIoredis();
+  const client = new Redis(url);
+  const sha = await client.script('LOAD', FLOOR_SCRIPT);
+  return {
+    async acquire(id) {
+      await client.evalsha(sha, 1, `${NAMESPACE}:${id}`);
+      return id;
+    },
+    async release(id) {
+      await client.evalsha(sha, 1, `${NAMESPACE}:${id}`);
+    },
+    async wait() {
+      throw new Error('the floor cannot wait');
+    },
+    async close() {
+      client.disconnect();
+    },
+  };
+}
+
+const OPENERS = {
+  'redfour-native': openNative,
+  'redfour-native (napi only)': (url) => openNative(url, { facade: false }),
+  redfour: openRedfour,
+  ioredfour: openIoredfour,
+  redlock: openRedlock,
+  'redis-semaphore': openSemaphore,
+  floor: openFloor,
+};
+
+async function open(name, url, options) {
+  const opener = OPENERS[name];
+  if (!opener) throw new Error(`unknown library ${name}`);
+  return opener(url, options);
+}
+
+function version(name) {
+  const pkg = {
+    'redfour-native': path.join(ROOT, 'package.json'),
+    redfour: path.join(ROOT, 'node_modules', 'redfour', 'package.json'),
+    ioredfour: path.join(ROOT, 'node_modules', 'ioredfour', 'package.json'),
+    redlock: path.join(ROOT, 'node_modules', 'redlock', 'package.json'),
+    'redis-semaphore': path.join(ROOT, 'node_modules', 'redis-semaphore', 'package.json'),
+    ioredis: path.join(ROOT, 'node_modules', 'ioredis', 'package.json'),
+  }[name];
+  try {
+    return require(pkg).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+module.exports = { LIBS, PEERS, WAITERS, NAMESPACE, POLL_MS, open, version, requireIoredis, FLOOR_SCRIPT };

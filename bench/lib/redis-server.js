@@ -1,0 +1,124 @@
+'use strict';
+// A private redis-server for the benchmarks: a free loopback port (never 6379), no persistence,
+// a temporary --dir, stopped by its own pid at the end (and SIGKILLed from an exit hook if the
+// benchmark dies first).
+
+const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const FORBIDDEN_PORT = 6379;
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function freePort() {
+  for (;;) {
+    const port = await new Promise((resolve, reject) => {
+      const srv = net.createServer();
+      srv.unref();
+      srv.on('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const { port: p } = srv.address();
+        srv.close(() => resolve(p));
+      });
+    });
+    if (port !== FORBIDDEN_PORT) return port;
+  }
+}
+
+function ping(port) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ port, host: '127.0.0.1' });
+    let data = '';
+    const done = (ok) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(300, () => done(false));
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (chunk) => {
+      data += chunk;
+      if (data.includes('\r\n')) done(data.startsWith('+PONG'));
+    });
+    sock.on('error', () => done(false));
+  });
+}
+
+function redisVersion() {
+  try {
+    const out = execFileSync('redis-server', ['--version'], { encoding: 'utf8' });
+    const m = /v=(\S+)/.exec(out);
+    return m ? m[1] : out.trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+class RedisServer {
+  async start() {
+    this.port = await freePort();
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redfour-bench-'));
+    this.proc = spawn(
+      'redis-server',
+      [
+        '--port', String(this.port),
+        '--bind', '127.0.0.1',
+        '--save', '',
+        '--appendonly', 'no',
+        '--dir', this.dir,
+        '--maxclients', '10000',
+        '--loglevel', 'warning',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    this.pid = this.proc.pid;
+    let stderr = '';
+    this.proc.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    this.exitHook = () => {
+      try {
+        process.kill(this.pid, 'SIGKILL');
+      } catch {}
+    };
+    process.on('exit', this.exitHook);
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      if (this.proc.exitCode !== null) throw new Error(`redis-server exited: ${stderr}`);
+      if (await ping(this.port)) return this;
+      await sleep(20);
+    }
+    throw new Error(`redis-server did not answer on port ${this.port}: ${stderr}`);
+  }
+
+  get url() {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async stop() {
+    if (!this.proc) return;
+    const exited = new Promise((resolve) => {
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null) resolve();
+      else this.proc.once('exit', resolve);
+    });
+    try {
+      process.kill(this.pid, 'SIGTERM');
+    } catch {}
+    const timer = setTimeout(() => {
+      try {
+        process.kill(this.pid, 'SIGKILL');
+      } catch {}
+    }, 3000);
+    await exited;
+    clearTimeout(timer);
+    process.removeListener('exit', this.exitHook);
+    fs.rmSync(this.dir, { recursive: true, force: true });
+    this.proc = null;
+  }
+}
+
+module.exports = { RedisServer, redisVersion, sleep };

@@ -1,0 +1,293 @@
+'use strict';
+// Console tables, the targets of issue 3, and bench/RESULTS.md.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { fmt, fmtRatio } = require('./stats');
+const { LIBS, PEERS } = require('./libs');
+
+const OURS = 'redfour-native';
+
+function ok(row) {
+  return row && !row.error && !row.skipped;
+}
+
+/** Best (lowest or highest) value of `get` among the peers with a result. */
+function bestPeer(section, get, lower = true) {
+  let best = null;
+  for (const lib of PEERS) {
+    const row = section?.[lib];
+    if (!ok(row)) continue;
+    const v = get(row);
+    if (v === null || v === undefined || !Number.isFinite(v)) continue;
+    if (!best || (lower ? v < best.value : v > best.value)) best = { lib, value: v };
+  }
+  return best;
+}
+
+function targets(r) {
+  const t = [];
+  const add = (scenario, target, value, met, detail) => t.push({ scenario, target, value, met, detail });
+  const lat = r.latency;
+  if (lat && ok(lat[OURS])) {
+    const ours = lat[OURS].p50;
+    if (ok(lat.floor)) {
+      const x = ours / lat.floor.p50;
+      add('1 latency', 'p50 within 10% of the two-round-trip floor', `${fmt(ours)} µs vs floor ${fmt(lat.floor.p50)} µs (${fmtRatio(x)} of floor)`, x <= 1.1);
+    }
+    const best = bestPeer(lat, (row) => row.p50);
+    if (best) {
+      const x = best.value / ours;
+      add('1 latency', 'p50 at least 1.2x faster than the best peer', `${fmtRatio(x)} vs ${best.lib} (${fmt(best.value)} µs)`, x >= 1.2);
+    }
+  }
+  const tp = r.throughput;
+  if (tp && ok(tp[OURS])) {
+    const best = bestPeer(tp, (row) => row.pairsPerSec, false);
+    if (best) {
+      const x = tp[OURS].pairsPerSec / best.value;
+      add('2 throughput', 'at least 2x the best peer', `${fmt(tp[OURS].pairsPerSec)} pairs/s, ${fmtRatio(x)} ${best.lib} (${fmt(best.value)})`, x >= 2);
+    }
+  }
+  const ho = r.handoff?.[OURS];
+  if (ok(ho)) {
+    add('3 hand-off', 'p50 under 0.25 ms', `${fmt(ho.p50)} ms`, ho.p50 < 0.25);
+    add('3 hand-off', 'p99 under 0.6 ms', `${fmt(ho.p99)} ms`, ho.p99 < 0.6);
+  }
+  if (r.contention) {
+    const cells = Object.values(r.contention).map((byLib) => byLib[OURS]).filter(ok);
+    if (cells.length) {
+      const worst = cells.reduce((a, c) => (c.scriptsPerSection > a.scriptsPerSection ? c : a));
+      add('4 contention', 'at most 3 script calls per critical section at every N', `max ${fmt(worst.scriptsPerSection)} (at N=${worst.n}); ${cells.map((c) => `N=${c.n}: ${fmt(c.scriptsPerSection)}`).join(', ')}`, cells.every((c) => c.scriptsPerSection <= 3 && !c.timedOut));
+      const n500 = r.contention[500]?.[OURS];
+      if (ok(n500)) add('4 contention', 'N=500 finishes in under 0.8 s', `${fmt(n500.wallMs / 1000)} s`, !n500.timedOut && n500.wallMs < 800);
+      add('4 contention', 'mutual exclusion (counter = sections, no overlap)', cells.map((c) => `N=${c.n}: ${c.counter}/${c.done}`).join(', '), cells.every((c) => c.counterOk && c.violations === 0 && c.overlaps === 0));
+    }
+  }
+  const sw = r.scale?.waiters?.[OURS];
+  if (ok(sw)) add('5 scale', '10,000 waiters under 50 MB RSS over baseline', `${fmt(sw.rssOverBaseMB)} MB (peak ${fmt(sw.peakOverBaseMB)} MB)`, sw.rssOverBaseMB < 50 && sw.peakOverBaseMB < 50);
+  const si = r.scale?.instances?.[OURS];
+  if (ok(si)) add('5 scale', '1,000 Lock instances on one URL open at most 2 sockets', `${si.sockets} sockets`, si.sockets <= 2);
+  return t;
+}
+
+// --- plain-text tables ----------------------------------------------------------------------
+
+function table(headers, rows) {
+  const widths = headers.map((h, i) => Math.max(String(h).length, ...rows.map((r) => String(r[i] ?? '').length)));
+  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c ?? '').padEnd(widths[i]) : String(c ?? '').padStart(widths[i]))).join('  ');
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function mdTable(headers, rows) {
+  const esc = (c) => String(c ?? '').replace(/\|/g, '\\|');
+  return [
+    `| ${headers.map(esc).join(' | ')} |`,
+    `| ${headers.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`,
+    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
+}
+
+// Each builder returns { title, note, headers, rows } so the console and Markdown share them.
+function sections(r) {
+  const out = [];
+  const lat = r.latency;
+  if (lat) {
+    const ours = lat[OURS];
+    const rows = [...LIBS, 'floor'].filter((l) => lat[l]).map((lib) => {
+      const row = lat[lib];
+      if (!ok(row)) return [lib, 'error', '', '', '', ''];
+      const vs = lib === OURS ? '' : ok(ours) ? (lib === 'floor' ? `ours ${fmtRatio(ours.p50 / row.p50)} of floor` : fmtRatio(row.p50 / ours.p50)) : '';
+      const vs99 = lib === OURS || lib === 'floor' || !ok(ours) ? '' : fmtRatio(row.p99 / ours.p99);
+      return [lib, fmt(row.p50), fmt(row.p99), fmt(row.mean), vs, vs99];
+    });
+    out.push({
+      title: '1. Latency: one client, sequential acquire + release of distinct ids (µs per pair)',
+      note: `${lat[OURS]?.n ?? ''} pairs per library after warm-up, one fresh process each. "ours faster" = peer / redfour-native. floor = two EVALSHA round trips of a trivial script with ioredis.`,
+      headers: ['library', 'p50 µs', 'p99 µs', 'mean µs', 'ours faster (p50)', 'ours faster (p99)'],
+      rows,
+    });
+  }
+  const tp = r.throughput;
+  if (tp) {
+    const ours = tp[OURS];
+    const rows = [...LIBS, 'floor'].filter((l) => tp[l]).map((lib) => {
+      const row = tp[lib];
+      if (!ok(row)) return [lib, 'error', '', '', '', ''];
+      const vs = lib === OURS || !ok(ours) ? '' : lib === 'floor' ? `ours ${fmtRatio(ours.pairsPerSec / row.pairsPerSec)} of floor` : fmtRatio(ours.pairsPerSec / row.pairsPerSec);
+      return [lib, fmt(row.pairsPerSec), fmt(row.p50), fmt(row.p99), fmt(row.commandsPerPair), vs];
+    });
+    out.push({
+      title: '2. Throughput: one process, 64 concurrent acquire + release loops on distinct ids',
+      note: `${fmt(r.params.throughput.durationMs / 1000)} s measured after ${fmt(r.params.throughput.warmupMs / 1000)} s warm-up. "ours more" = redfour-native pairs/s / peer pairs/s. Redis commands per pair from INFO commandstats.`,
+      headers: ['library', 'pairs/s', 'pair p50 µs', 'pair p99 µs', 'Redis cmds/pair', 'ours more'],
+      rows,
+    });
+  }
+  const ho = r.handoff;
+  if (ho) {
+    const ours = ho[OURS];
+    const rows = LIBS.filter((l) => ho[l]).map((lib) => {
+      const row = ho[lib];
+      if (!ok(row)) return [lib, 'error', '', '', '', ''];
+      return [lib, fmt(row.p50), fmt(row.p99), fmt(row.max), lib === OURS || !ok(ours) ? '' : fmtRatio(row.p50 / ours.p50), lib === OURS || !ok(ours) ? '' : fmtRatio(row.p99 / ours.p99)];
+    });
+    out.push({
+      title: '3. Hand-off: process A calls release, process B (waiting in waitAcquireLock) holds the lock (ms)',
+      note: `${r.params.handoff.iterations} hand-offs per library; B starts waiting ${r.params.handoff.settleMs} ms before A releases. Both timestamps from process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for the machine; cross-process order checked: ${r.clock?.verified ? 'verified' : 'NOT verified'}). redlock and redis-semaphore poll every ${r.params.pollMs} ms.`,
+      headers: ['library', 'p50 ms', 'p99 ms', 'max ms', 'ours faster (p50)', 'ours faster (p99)'],
+      rows,
+    });
+  }
+  if (r.contention) {
+    for (const [n, byLib] of Object.entries(r.contention)) {
+      const ours = byLib[OURS];
+      const rows = LIBS.filter((l) => byLib[l]).map((lib) => {
+        const c = byLib[lib];
+        if (!ok(c)) return [lib, 'error', '', '', '', '', '', '', ''];
+        const wall = c.timedOut ? `> ${fmt(c.wallMs / 1000)} s (${c.done}/${c.n} done)` : `${fmt(c.wallMs / 1000)} s`;
+        const exclusion = c.counterOk && c.violations === 0 && c.overlaps === 0 ? `ok ${c.counter}/${c.done}` : `BROKEN ${c.counter}/${c.done}, ${c.violations + c.overlaps} overlaps`;
+        const vs = lib === OURS || !ok(ours) ? '' : fmtRatio(c.timedOut && !ours.timedOut ? (c.wallMs / c.done) / (ours.wallMs / ours.done) : c.wallMs / ours.wallMs);
+        return [lib, wall, fmt(c.sectionsPerSec), fmt(c.scriptsPerSection), fmt(c.commandsPerSection), fmt(c.gapP50), fmt(c.gapP99), exclusion, vs];
+      });
+      out.push({
+        title: `4. Contention: N = ${n} waiters over ${r.params.contentionSetup.processes} processes on ONE id, ${r.params.contentionSetup.sectionMs} ms critical section`,
+        note: `floor (sum of the critical sections alone) ≈ ${fmt((ours?.floorMs ?? 0) / 1000)} s. gap = end of one section to start of the next (ms). Lock TTL ${r.params.contentionSetup.lockTtl} ms; capped at ${fmt(r.params.contention.capMs / 1000)} s. "ours faster" = peer wall / redfour-native wall (per section when the peer hit the cap).`,
+        headers: ['library', 'wall', 'sections/s', 'scripts/section', 'Redis cmds/section', 'gap p50 ms', 'gap p99 ms', 'mutual exclusion', 'ours faster'],
+        rows,
+      });
+    }
+  }
+  const sw = r.scale?.waiters;
+  if (sw) {
+    const ours = sw[OURS];
+    const rows = LIBS.filter((l) => sw[l]).map((lib) => {
+      const s = sw[lib];
+      if (!ok(s)) return [lib, 'error', '', '', '', '', '', ''];
+      return [
+        lib,
+        fmt(s.rssOverBaseMB),
+        fmt(s.jsHeapOverBaseMB),
+        fmt(s.peakOverBaseMB),
+        fmt(s.commandsPerSecWhileWaiting),
+        s.drainedWithinLimit ? fmt(s.drainMs) : `${s.acquired}/${s.waiters} in ${fmt(r.params.scale.drainLimitMs / 1000)} s`,
+        lib === OURS || !ok(ours) ? '' : fmtRatio(s.rssOverBaseMB / ours.rssOverBaseMB),
+      ];
+    });
+    out.push({
+      title: `5a. Scale: ${r.params.scale.waiters.toLocaleString('en-US')} waiters on distinct ids in one process`,
+      note: 'RSS after gc over the same process before the waiters started (peak sampled every 100 ms); JS heap = V8 heapUsed + external, the rest of the RSS growth is native memory (or freed memory the allocator keeps). Redis commands/s over 1 s while all of them wait, after their first attempts; then the holder (another process) releases all, and drain = time until the last waiter holds its lock.',
+      headers: ['library', 'RSS over base MB', 'of which JS heap MB', 'peak over base MB', 'Redis cmds/s while waiting', 'drain ms', 'ours smaller (RSS)'],
+      rows,
+    });
+  }
+  const si = r.scale?.instances;
+  if (si) {
+    const rows = LIBS.filter((l) => si[l]).map((lib) => {
+      const s = si[lib];
+      if (!ok(s)) return [lib, 'error', '', ''];
+      return [lib, String(s.sockets), fmt(s.rssMB), s.sharedClient ? 'takes a client: all share one ioredis client the caller made' : 'URL'];
+    });
+    out.push({
+      title: `5b. Scale: ${r.params.scale.instances.toLocaleString('en-US')} Lock instances on one URL`,
+      note: 'Sockets = CLIENT LIST delta after every instance made one acquire/release and one waitAcquire. RSS after gc over the process before the instances.',
+      headers: ['library', 'sockets', 'RSS MB', 'constructed from'],
+      rows,
+    });
+  }
+  const ov = r.overhead;
+  if (ov) {
+    const rows = [];
+    const nl = ov.node.latency;
+    const nt = ov.node.throughput;
+    const add = (layer, lat, tp) => rows.push([layer, ok(lat) ? fmt(lat.p50) : 'n/a', ok(lat) ? fmt(lat.p99) : 'n/a', ok(tp) ? fmt(tp.pairsPerSec) : 'n/a']);
+    if (ov.rust && !ov.rust.skipped) {
+      add('Rust: core driven from Rust (tokio, 2 workers)', ov.rust.latency, ov.rust.throughput);
+      add('Rust: floor, 2 x EVALSHA on redis-rs', ov.rust.floor, null);
+    }
+    add('Node: napi class (lib/native) without the JS facade', nl['redfour-native (napi only)'], nt['redfour-native (napi only)']);
+    add('Node: redfour-native (index.js facade)', nl[OURS], nt[OURS]);
+    add('Node: floor, 2 x EVALSHA on ioredis', nl.floor, nt.floor);
+    out.push({
+      title: '6. The native boundary: the same core driven from Rust and from Node',
+      note: ov.rust?.skipped
+        ? `Rust side: ${ov.rust.skipped}.`
+        : `Same sequential and 64-loop workloads. Rust in-process hand-off (release to woken wait_acquire): p50 ${fmt(ov.rust.handoff.p50 / 1000)} ms, p99 ${fmt(ov.rust.handoff.p99 / 1000)} ms.`,
+      headers: ['layer', 'pair p50 µs', 'pair p99 µs', 'pairs/s (64 loops)'],
+      rows,
+    });
+  }
+  return out;
+}
+
+function targetRows(r) {
+  return (r.targets || []).map((t) => [t.scenario, t.target, t.value, t.met ? 'met' : 'NOT met']);
+}
+
+function consoleTables(r) {
+  const parts = [];
+  for (const s of sections(r)) parts.push(`\n${s.title}\n${table(s.headers, s.rows)}`);
+  parts.push(`\nTargets (issue 3)\n${table(['scenario', 'target', 'value', 'verdict'], targetRows(r))}`);
+  return parts.join('\n');
+}
+
+function markdown(r, { jsonPath }) {
+  const m = r.machine;
+  const lines = [];
+  lines.push('# redfour-native benchmark results');
+  lines.push('');
+  lines.push(`Generated by \`npm run bench\` (bench/run.js${r.quick ? ' --quick' : ''}) on ${r.date}, in ${fmt(r.seconds)} s. Raw figures: [${jsonPath}](${jsonPath}).`);
+  lines.push('Every library ran in the same run, against the same private redis-server (loopback, no persistence), each in fresh Node processes.');
+  lines.push('');
+  lines.push('## Machine');
+  lines.push('');
+  lines.push(mdTable(['', ''], [
+    ['cores (nproc)', m.nproc],
+    ['CPU', `${m.cpu}${m.cpuMHz ? ` (${fmt(m.cpuMHz)} MHz)` : ''}`],
+    ['memory', `${m.memoryGiB} GiB`],
+    ['kernel', m.kernel],
+    ['Node.js', m.node],
+    ['Redis', m.redis],
+    ['Rust', m.rustc],
+    ['redfour-native', `${m.versions['redfour-native']} (commit ${m.commit}, addon built ${m.addonBuilt})`],
+    ['peers', `redfour ${m.versions.redfour}, ioredfour ${m.versions.ioredfour}, redlock ${m.versions.redlock}, redis-semaphore ${m.versions['redis-semaphore']}, ioredis ${m.versions.ioredis}`],
+  ]));
+  lines.push('');
+  lines.push('## Targets of issue 3');
+  lines.push('');
+  lines.push(mdTable(['scenario', 'target', 'measured', 'verdict'], targetRows(r).map((row) => [...row.slice(0, 3), row[3] === 'met' ? '**met**' : '**not met**'])));
+  lines.push('');
+  if (r.chart) {
+    lines.push(`![hand-off and contention](${r.chart})`);
+    lines.push('');
+  }
+  lines.push('## Figures');
+  lines.push('');
+  lines.push('Ratios are "how many times better redfour-native is" (above 1: redfour-native wins; below 1: it loses).');
+  lines.push('');
+  for (const s of sections(r)) {
+    lines.push(`### ${s.title}`);
+    lines.push('');
+    if (s.note) {
+      lines.push(s.note);
+      lines.push('');
+    }
+    lines.push(mdTable(s.headers, s.rows));
+    lines.push('');
+  }
+  lines.push('## Method');
+  lines.push('');
+  lines.push(`- Clock: ${r.clock?.source}; ${r.clock?.rounds} parent→child→parent round trips, ${r.clock?.outOfOrder} out of order.`);
+  lines.push(`- Waiting: redfour-native, redfour and ioredfour wait on pub/sub (their waitAcquireLock); redlock (retryCount -1, retryDelay ${r.params.pollMs} ms, jitter ${r.params.pollMs / 2} ms) and redis-semaphore (Mutex, retryInterval ${r.params.pollMs} ms, its default) poll.`);
+  lines.push('- Contention: the critical section reads a counter file, marks it busy, sleeps 1 ms (setTimeout), checks nobody touched it, writes count+1; a lost update or an overlap would show as counter ≠ sections or as a violation. Script calls and commands per section are INFO commandstats deltas over the whole run (INFO itself excluded), divided by the sections completed.');
+  lines.push('- Scale: redlock and redis-semaphore take a client instead of a URL, so their 1,000 instances share one ioredis client made by the caller; redfour, ioredfour and redfour-native are given the URL.');
+  lines.push('');
+  const diag = path.join(__dirname, '..', 'DIAGNOSIS.md');
+  if (fs.existsSync(diag)) {
+    lines.push(fs.readFileSync(diag, 'utf8').trim());
+    lines.push('');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+module.exports = { targets, consoleTables, markdown, sections };

@@ -1,0 +1,468 @@
+#!/usr/bin/env node
+'use strict';
+// redfour-native benchmark suite (issue 3): redfour-native side by side with redfour@1.0.5,
+// ioredfour, redlock@4, redis-semaphore and a raw-client floor, on one private redis-server.
+//
+//   node bench/run.js            full run (under 5 minutes on 2 cores)
+//   node bench/run.js --quick    quick run (about a minute; fewer samples, N up to 500)
+//   --only=latency,throughput,handoff,contention,scale,overhead   run some scenarios
+//   --libs=redfour-native,redfour                                    run some libraries
+//   --no-write   print only (no results/<date>.json, RESULTS.md or chart)
+//
+// Writes bench/results/<YYYY-MM-DD>.json, bench/RESULTS.md and bench/results/<date>-*.png.
+// Benchmarks are measurements, never assertions: this exits 0 whether targets are met or not.
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { execFileSync, spawnSync } = require('node:child_process');
+
+const { RedisServer, redisVersion, sleep } = require('./lib/redis-server');
+const { Worker, withTimeout } = require('./lib/proc');
+const libs = require('./lib/libs');
+const { summary, round } = require('./lib/stats');
+const report = require('./lib/report');
+const rust = require('./lib/rust');
+
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(`--${name}`);
+const option = (name) => {
+  const a = args.find((x) => x.startsWith(`--${name}=`));
+  return a ? a.slice(name.length + 3).split(',').filter(Boolean) : null;
+};
+const QUICK = flag('quick');
+const WRITE = !flag('no-write');
+const ONLY = option('only');
+const LIBS = option('libs') || libs.LIBS;
+const want = (s) => !ONLY || ONLY.includes(s);
+
+const P = QUICK
+  ? {
+      latency: { warmup: 300, count: 2000 },
+      throughput: { loops: 64, warmupMs: 300, durationMs: 1000 },
+      handoff: { iterations: 40, settleMs: 15 },
+      contention: { ns: [10, 100, 500], capMs: 6000 },
+      scale: { waiters: 10000, settleMs: 1500, drainLimitMs: 6000, instances: 1000 },
+    }
+  : {
+      latency: { warmup: 1000, count: 10000 },
+      throughput: { loops: 64, warmupMs: 1000, durationMs: 3000 },
+      handoff: { iterations: 200, settleMs: 15 },
+      contention: { ns: [10, 100, 500, 2000], capMs: 15000 },
+      scale: { waiters: 10000, settleMs: 2500, drainLimitMs: 12000, instances: 1000 },
+    };
+const CONTENTION = { processes: 4, sectionMs: 1, lockTtl: 1000 };
+
+const log = (...a) => console.error(...a);
+
+function sh(cmd, argv) {
+  try {
+    return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+function machine() {
+  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  const model = (/^model name\s*:\s*(.+)$/m.exec(cpuinfo) || [])[1] || os.cpus()[0]?.model || 'unknown';
+  const mhz = (/^cpu MHz\s*:\s*(.+)$/m.exec(cpuinfo) || [])[1];
+  const addon = path.join(__dirname, '..', 'redfour-native.node');
+  return {
+    nproc: Number(sh('nproc', [])) || os.cpus().length,
+    cpu: model.trim(),
+    cpuMHz: mhz ? Number(mhz) : null,
+    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    redis: redisVersion(),
+    rustc: sh('rustc', ['--version']) || 'not installed',
+    commit: sh('git', ['-C', path.join(__dirname, '..'), 'rev-parse', '--short', 'HEAD']),
+    addonBuilt: fs.existsSync(addon) ? fs.statSync(addon).mtime.toISOString() : null,
+    versions: Object.fromEntries(['redfour-native', 'redfour', 'ioredfour', 'redlock', 'redis-semaphore', 'ioredis'].map((n) => [n, libs.version(n)])),
+  };
+}
+
+// --- Redis helpers -------------------------------------------------------------------------
+
+let admin;
+async function commandStats() {
+  const text = await admin.info('commandstats');
+  const stats = {};
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) stats[m[1]] = Number(m[2]);
+  return stats;
+}
+function statsDelta(before, after) {
+  const delta = {};
+  for (const [k, v] of Object.entries(after)) {
+    const d = v - (before[k] || 0);
+    if (d > 0 && k !== 'info') delta[k] = d;
+  }
+  const total = Object.values(delta).reduce((a, b) => a + b, 0);
+  const scripts = (delta.evalsha || 0) + (delta.eval || 0) + (delta.fcall || 0) + (delta.evalsha_ro || 0) + (delta.eval_ro || 0);
+  return { delta, total, scripts };
+}
+async function clientCount() {
+  const list = await admin.client('LIST');
+  return list.split('\n').filter((l) => l.trim()).length;
+}
+async function flush() {
+  await admin.flushall();
+}
+
+async function withWorkers(n, lib, url, fn, openOptions) {
+  const workers = Array.from({ length: n }, () => new Worker());
+  try {
+    await Promise.all(workers.map((w) => withTimeout(w.call('open', { lib, url, options: openOptions }), 15000, `open ${lib}`)));
+    return await fn(workers);
+  } finally {
+    await Promise.all(workers.map((w) => w.stop()));
+  }
+}
+
+// --- 0. The shared clock --------------------------------------------------------------------
+
+async function checkClock() {
+  const w = new Worker({ gc: false });
+  try {
+    let bad = 0;
+    let maxSkewUs = 0;
+    const rounds = 200;
+    for (let i = 0; i < rounds; i++) {
+      const t0 = process.hrtime.bigint();
+      const { t } = await w.call('clock');
+      const t1 = process.hrtime.bigint();
+      const tc = BigInt(t);
+      if (tc < t0 || tc > t1) {
+        bad++;
+        maxSkewUs = Math.max(maxSkewUs, Number(tc < t0 ? t0 - tc : tc - t1) / 1000);
+      }
+    }
+    return {
+      source: 'process.hrtime.bigint() (libuv uv_hrtime: clock_gettime(CLOCK_MONOTONIC), system-wide on Linux)',
+      rounds,
+      outOfOrder: bad,
+      maxSkewUs,
+      verified: bad === 0,
+    };
+  } finally {
+    await w.stop();
+  }
+}
+
+// --- 1. Latency -----------------------------------------------------------------------------
+
+async function latency(url, names) {
+  const out = {};
+  for (const lib of names) {
+    log(`  latency: ${lib}`);
+    await flush();
+    try {
+      out[lib] = await withWorkers(1, lib, url, async ([w]) => {
+        const r = await withTimeout(w.call('latency', P.latency), 120000, 'latency');
+        return summary(r.samples);
+      });
+    } catch (err) {
+      out[lib] = { error: err.message };
+    }
+  }
+  return out;
+}
+
+// --- 2. Throughput --------------------------------------------------------------------------
+
+async function throughput(url, names) {
+  const out = {};
+  for (const lib of names) {
+    log(`  throughput: ${lib}`);
+    await flush();
+    try {
+      out[lib] = await withWorkers(1, lib, url, async ([w]) => {
+        const before = await commandStats();
+        const r = await withTimeout(w.call('throughput', P.throughput), 60000, 'throughput');
+        const cmds = statsDelta(before, await commandStats());
+        const s = summary(r.samples);
+        return { pairsPerSec: r.pairs / r.seconds, pairs: r.pairs, seconds: r.seconds, p50: s.p50, p99: s.p99, commandsPerPair: cmds.total / r.total, scriptsPerPair: cmds.scripts / r.total };
+      });
+    } catch (err) {
+      out[lib] = { error: err.message };
+    }
+  }
+  return out;
+}
+
+// --- 3. Hand-off ----------------------------------------------------------------------------
+
+async function handoff(url, names) {
+  const out = {};
+  for (const lib of names) {
+    log(`  hand-off: ${lib}`);
+    await flush();
+    try {
+      out[lib] = await withWorkers(2, lib, url, async ([holder, waiter]) => {
+        const samples = [];
+        let failures = 0;
+        for (let i = 0; i < P.handoff.iterations; i++) {
+          const id = `ho:${i}`;
+          await holder.call('hold', { id, ttl: 10000 });
+          const acquired = waiter.next((m) => m.event === 'acquired' && m.id === id);
+          await waiter.call('startWait', { id, ttl: 10000, waitMs: 5000 });
+          await sleep(P.handoff.settleMs);
+          const { t0 } = await holder.call('releaseHeld');
+          const got = await withTimeout(acquired, 10000, 'hand-off');
+          if (got.success) samples.push(Number(BigInt(got.t1) - BigInt(t0)) / 1e6);
+          else failures++;
+        }
+        return { ...summary(samples), failures };
+      });
+    } catch (err) {
+      out[lib] = { error: err.message };
+    }
+  }
+  return out;
+}
+
+// --- 4. Contention --------------------------------------------------------------------------
+
+async function contentionCell(url, lib, n) {
+  await flush();
+  const counterFile = path.join(os.tmpdir(), `redfour-bench-counter-${process.pid}`);
+  fs.writeFileSync(counterFile, '0,0');
+  const { processes, sectionMs, lockTtl } = CONTENTION;
+  const capMs = P.contention.capMs;
+  try {
+    return await withWorkers(processes, lib, url, async (workers) => {
+      const shares = workers.map((_, k) => Math.floor(n / processes) + (k < n % processes ? 1 : 0));
+      const before = await commandStats();
+      const t0 = process.hrtime.bigint();
+      const runs = workers.map((w, k) =>
+        w.call('contend', { id: `contended:${n}`, waiters: shares[k], sectionMs, ttl: lockTtl, waitMs: capMs + 5000, counterFile }),
+      );
+      let results;
+      let timedOut = false;
+      try {
+        results = await withTimeout(Promise.all(runs), capMs, 'contention');
+      } catch (err) {
+        if (!err.timeout) throw err;
+        timedOut = true;
+      }
+      const capAt = process.hrtime.bigint();
+      const cmds = statsDelta(before, await commandStats());
+      if (timedOut) {
+        runs.forEach((r) => r.catch(() => {}));
+        results = await Promise.all(
+          workers.map((w) => withTimeout(w.call('contentionReport'), 3000, 'report').catch(() => ({ sections: [], violations: 0, timeouts: 0, errors: 0, done: 0 }))),
+        );
+        workers.forEach((w) => w.kill());
+      }
+      const sections = results
+        .flatMap((r) => r.sections)
+        .map(([s, e]) => [BigInt(s), BigInt(e)])
+        .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      const done = sections.length;
+      const end = timedOut ? capAt : sections.reduce((m, [, e]) => (e > m ? e : m), t0);
+      const wallMs = Number(end - t0) / 1e6;
+      const gaps = [];
+      let overlaps = 0;
+      for (let k = 1; k < sections.length; k++) {
+        const gap = Number(sections[k][0] - sections[k - 1][1]) / 1e6;
+        if (gap < 0) overlaps++;
+        gaps.push(gap);
+      }
+      const lengths = sections.map(([s, e]) => Number(e - s) / 1e6);
+      const inSections = lengths.reduce((a, b) => a + b, 0);
+      const [counter] = fs.readFileSync(counterFile, 'utf8').split(',').map(Number);
+      const gap = summary(gaps);
+      return {
+        n,
+        done,
+        timedOut,
+        wallMs,
+        sectionsPerSec: done / (wallMs / 1000),
+        scriptsPerSection: done ? cmds.scripts / done : null,
+        commandsPerSection: done ? cmds.total / done : null,
+        commands: cmds.delta,
+        counter,
+        counterOk: counter === done,
+        violations: results.reduce((a, r) => a + r.violations, 0),
+        overlaps,
+        timeouts: results.reduce((a, r) => a + r.timeouts, 0),
+        errors: results.reduce((a, r) => a + r.errors, 0),
+        sectionMsMean: lengths.length ? inSections / lengths.length : null,
+        floorMs: inSections,
+        gapP50: gap.p50,
+        gapP99: gap.p99,
+      };
+    });
+  } finally {
+    fs.rmSync(counterFile, { force: true });
+  }
+}
+
+async function contention(url, names) {
+  const out = {};
+  for (const n of P.contention.ns) {
+    out[n] = {};
+    for (const lib of names) {
+      log(`  contention N=${n}: ${lib}`);
+      try {
+        out[n][lib] = await contentionCell(url, lib, n);
+      } catch (err) {
+        out[n][lib] = { error: err.message };
+      }
+      await sleep(200);
+    }
+  }
+  return out;
+}
+
+// --- 5. Scale -------------------------------------------------------------------------------
+
+async function scaleWaiters(url, lib) {
+  await flush();
+  const { waiters: count, settleMs, drainLimitMs } = P.scale;
+  const holder = new Worker();
+  const waiter = new Worker();
+  try {
+    await Promise.all([holder, waiter].map((w) => withTimeout(w.call('open', { lib, url }), 15000, 'open')));
+    await withTimeout(holder.call('holdMany', { count, ttl: 120000 }), 30000, 'holdMany');
+    const { rss: base, heap: heapBase } = await waiter.call('baseline');
+    const settled = await withTimeout(waiter.call('waitMany', { count, ttl: 60000, waitMs: 60000, settleMs }), settleMs + 30000, 'waitMany');
+    // Redis load while all of them wait (after their first attempts): pollers keep polling.
+    const before = await commandStats();
+    const tIdle = process.hrtime.bigint();
+    await sleep(1000);
+    const idle = statsDelta(before, await commandStats());
+    const idleSeconds = Number(process.hrtime.bigint() - tIdle) / 1e9;
+    const { t0 } = await withTimeout(holder.call('releaseMany'), 60000, 'releaseMany');
+    const drained = await withTimeout(waiter.call('drained', { limitMs: drainLimitMs }), drainLimitMs + 10000, 'drained');
+    const all = drained.acquired === count;
+    return {
+      waiters: count,
+      rssBaseMB: base / 2 ** 20,
+      rssOverBaseMB: (settled.rss - base) / 2 ** 20,
+      jsHeapOverBaseMB: (settled.heap - heapBase) / 2 ** 20,
+      peakOverBaseMB: (settled.peak - base) / 2 ** 20,
+      commandsPerSecWhileWaiting: idle.total / idleSeconds,
+      acquired: drained.acquired,
+      drainMs: all ? Number(BigInt(drained.last) - BigInt(t0)) / 1e6 : null,
+      drainedWithinLimit: all,
+    };
+  } finally {
+    holder.kill();
+    waiter.kill();
+    await Promise.all([holder.exited, waiter.exited]);
+  }
+}
+
+async function scaleInstances(url, lib) {
+  await flush();
+  const w = new Worker();
+  try {
+    const before = await clientCount();
+    const shareClient = lib === 'redlock' || lib === 'redis-semaphore';
+    const r = await withTimeout(w.call('instances', { lib, url, count: P.scale.instances, shareClient }), 120000, 'instances');
+    const after = await clientCount();
+    return { instances: P.scale.instances, sockets: after - before, rssMB: r.rss / 2 ** 20, sharedClient: shareClient };
+  } finally {
+    w.kill();
+    await w.exited;
+    await sleep(300);
+  }
+}
+
+async function scale(url, names) {
+  const out = { waiters: {}, instances: {} };
+  for (const lib of names) {
+    log(`  scale, ${P.scale.waiters} waiters: ${lib}`);
+    try {
+      out.waiters[lib] = await scaleWaiters(url, lib);
+    } catch (err) {
+      out.waiters[lib] = { error: err.message };
+    }
+    await sleep(300);
+  }
+  for (const lib of names) {
+    log(`  scale, ${P.scale.instances} instances: ${lib}`);
+    try {
+      out.instances[lib] = await scaleInstances(url, lib);
+    } catch (err) {
+      out.instances[lib] = { error: err.message };
+    }
+  }
+  return out;
+}
+
+// --- 6. Native boundary ---------------------------------------------------------------------
+
+async function overhead(url, results) {
+  const layers = ['redfour-native (napi only)'];
+  log('  overhead: napi class without the JS facade');
+  const node = {
+    latency: await latency(url, layers),
+    throughput: await throughput(url, layers),
+  };
+  node.latency['redfour-native'] = results.latency?.['redfour-native'];
+  node.latency.floor = results.latency?.floor;
+  node.throughput['redfour-native'] = results.throughput?.['redfour-native'];
+  node.throughput.floor = results.throughput?.floor;
+  log('  overhead: Rust core driven from Rust');
+  await flush();
+  const fromRust = await rust.run(url, { quick: QUICK, log });
+  return { node, rust: fromRust };
+}
+
+// --- main -----------------------------------------------------------------------------------
+
+async function main() {
+  const started = Date.now();
+  const date = new Date().toISOString().slice(0, 10);
+  const results = { date, startedAt: new Date().toISOString(), quick: QUICK, params: { ...P, contentionSetup: CONTENTION, pollMs: libs.POLL_MS }, machine: machine() };
+  log(`redfour-native bench (${QUICK ? 'quick' : 'full'}) on ${results.machine.nproc} cores, ${results.machine.cpu}`);
+
+  const server = await new RedisServer().start();
+  const Redis = libs.requireIoredis();
+  admin = new Redis(server.url);
+  try {
+    log(`redis-server ${results.machine.redis} pid ${server.pid} on port ${server.port}`);
+    results.clock = await checkClock();
+    log(`  shared monotonic clock: ${results.clock.verified ? 'verified' : `NOT verified (${results.clock.outOfOrder} out of order)`}`);
+    const withFloor = [...LIBS, 'floor'];
+    if (want('latency')) results.latency = await latency(server.url, withFloor);
+    if (want('throughput')) results.throughput = await throughput(server.url, withFloor);
+    if (want('handoff')) results.handoff = await handoff(server.url, LIBS);
+    if (want('contention')) results.contention = await contention(server.url, LIBS);
+    if (want('scale')) results.scale = await scale(server.url, LIBS);
+    if (want('overhead')) results.overhead = await overhead(server.url, results);
+  } finally {
+    admin.disconnect();
+    await server.stop();
+  }
+  results.seconds = (Date.now() - started) / 1000;
+  results.targets = report.targets(results);
+
+  console.log(report.consoleTables(results));
+  if (WRITE) {
+    const dir = path.join(__dirname, 'results');
+    fs.mkdirSync(dir, { recursive: true });
+    const stem = QUICK ? `${date}-quick` : date;
+    const jsonPath = path.join(dir, `${stem}.json`);
+    let chartPath = null;
+    try {
+      chartPath = require('./lib/chart').write(results, path.join(dir, `${stem}.png`));
+    } catch (err) {
+      log(`chart not written: ${err.message}`);
+    }
+    results.chart = chartPath ? path.relative(__dirname, chartPath) : null;
+    fs.writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
+    const md = report.markdown(results, { jsonPath: path.relative(__dirname, jsonPath) });
+    fs.writeFileSync(path.join(__dirname, QUICK ? 'RESULTS-quick.md' : 'RESULTS.md'), md);
+    log(`wrote ${path.relative(process.cwd(), jsonPath)}, ${QUICK ? 'bench/RESULTS-quick.md' : 'bench/RESULTS.md'}${chartPath ? `, ${path.relative(process.cwd(), chartPath)}` : ''}`);
+  }
+  log(`done in ${results.seconds.toFixed(0)} s`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

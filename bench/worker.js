@@ -1,0 +1,264 @@
+'use strict';
+// A benchmark child process. The parent (run.js) forks one per library and scenario, so every
+// library runs in a fresh V8 with its own connections. Times are taken with
+// process.hrtime.bigint(), which on Linux reads CLOCK_MONOTONIC: one clock for the whole machine,
+// so timestamps of different processes can be subtracted (run.js checks this before using it).
+
+const fs = require('node:fs');
+const libs = require('./lib/libs');
+
+const now = () => process.hrtime.bigint();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const send = (msg) => new Promise((resolve) => process.send(msg, resolve));
+
+let lock = null;
+const handlers = {};
+
+process.on('message', async (msg) => {
+  try {
+    const handler = handlers[msg.cmd];
+    if (!handler) throw new Error(`unknown command ${msg.cmd}`);
+    const reply = await handler(msg);
+    await send({ re: msg.seq, ok: true, ...reply });
+  } catch (err) {
+    await send({ re: msg.seq, ok: false, error: String((err && err.stack) || err) });
+  }
+});
+process.on('disconnect', () => process.exit(0));
+
+handlers.open = async ({ lib, url, options }) => {
+  lock = await libs.open(lib, url, options);
+  // One round trip so the connections are up before anything is timed.
+  const h = await lock.acquire(`warm:${process.pid}`, 1000);
+  if (h) await lock.release(h);
+  return {};
+};
+
+handlers.close = async () => {
+  if (lock) await lock.close();
+  lock = null;
+  return {};
+};
+
+handlers.clock = async () => ({ t: String(now()) });
+
+// 1. Latency: sequential acquire + release of distinct ids.
+handlers.latency = async ({ warmup, count }) => {
+  const prefix = `lat:${process.pid}:`;
+  for (let i = 0; i < warmup; i++) {
+    const h = await lock.acquire(`${prefix}w${i}`, 10000);
+    await lock.release(h);
+  }
+  const samples = new Float64Array(count);
+  for (let i = 0; i < count; i++) {
+    const t0 = now();
+    const h = await lock.acquire(`${prefix}${i}`, 10000);
+    if (!h) throw new Error('acquire of a free id failed');
+    await lock.release(h);
+    samples[i] = Number(now() - t0) / 1000; // µs
+  }
+  return { samples: Array.from(samples) };
+};
+
+// 2. Throughput: `loops` concurrent acquire + release loops on distinct ids.
+handlers.throughput = async ({ loops, warmupMs, durationMs }) => {
+  let phase = 'warmup';
+  let pairs = 0;
+  let total = 0;
+  const samples = [];
+  const prefix = `tp:${process.pid}:`;
+  async function loop(k) {
+    let i = 0;
+    while (phase !== 'stop') {
+      const t0 = now();
+      const h = await lock.acquire(`${prefix}${k}:${i++}`, 10000);
+      if (!h) throw new Error('acquire of a free id failed');
+      await lock.release(h);
+      total++;
+      if (phase === 'measure') {
+        pairs++;
+        if (samples.length < 200000) samples.push(Number(now() - t0) / 1000);
+      }
+    }
+  }
+  const running = Array.from({ length: loops }, (_, k) => loop(k));
+  await sleep(warmupMs);
+  phase = 'measure';
+  const t0 = now();
+  await sleep(durationMs);
+  const elapsed = Number(now() - t0) / 1e9;
+  const counted = pairs;
+  phase = 'stop';
+  await Promise.all(running);
+  return { pairs: counted, total, seconds: elapsed, samples };
+};
+
+// 3. Hand-off, holder side.
+let held = null;
+handlers.hold = async ({ id, ttl }) => {
+  held = await lock.acquire(id, ttl);
+  if (!held) throw new Error(`could not take ${id}`);
+  return {};
+};
+handlers.releaseHeld = async () => {
+  const t0 = now();
+  await lock.release(held);
+  held = null;
+  return { t0: String(t0) };
+};
+
+// 3. Hand-off, waiter side: starts waiting and answers at once; the outcome comes as a message.
+handlers.startWait = async ({ id, ttl, waitMs }) => {
+  lock.wait(id, ttl, waitMs).then(
+    async (h) => {
+      const t1 = now();
+      if (h) await lock.release(h);
+      process.send({ event: 'acquired', id, t1: String(t1), success: !!h });
+    },
+    (err) => process.send({ event: 'acquired', id, error: String(err) }),
+  );
+  return {};
+};
+
+// 4. Contention: this process's share of the waiters on ONE id, each running a 1 ms critical
+// section that updates a non-atomic counter in a file (read, mark busy, sleep, write).
+let contention = null;
+handlers.contend = async ({ id, waiters, sectionMs, ttl, waitMs, counterFile }) => {
+  const state = { sections: [], violations: 0, timeouts: 0, errors: 0, done: 0 };
+  contention = state;
+  async function one() {
+    const h = await lock.wait(id, ttl, waitMs);
+    if (!h) {
+      state.timeouts++;
+      return;
+    }
+    const start = now();
+    const [count, busy] = fs.readFileSync(counterFile, 'utf8').split(',').map(Number);
+    if (busy) state.violations++;
+    fs.writeFileSync(counterFile, `${count},1`);
+    await sleep(sectionMs);
+    const after = fs.readFileSync(counterFile, 'utf8').split(',').map(Number);
+    if (after[0] !== count || after[1] !== 1) state.violations++;
+    fs.writeFileSync(counterFile, `${count + 1},0`);
+    const end = now();
+    state.sections.push([String(start), String(end)]);
+    await lock.release(h);
+    state.done++;
+  }
+  const started = Array.from({ length: waiters }, () =>
+    one().catch(() => {
+      state.errors++;
+    }),
+  );
+  await Promise.all(started);
+  return { ...report(state), finished: true };
+};
+function report(state) {
+  return {
+    sections: state.sections,
+    violations: state.violations,
+    timeouts: state.timeouts,
+    errors: state.errors,
+    done: state.done,
+  };
+}
+handlers.contentionReport = async () => (contention ? report(contention) : {});
+
+// 5. Scale: locks held by one process, waited on by another.
+let scaleHeld = [];
+async function pool(count, concurrency, fn) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) await fn(next++);
+    }),
+  );
+}
+handlers.holdMany = async ({ count, ttl }) => {
+  scaleHeld = new Array(count);
+  await pool(count, 64, async (i) => {
+    const h = await lock.acquire(`scale:${i}`, ttl);
+    if (!h) throw new Error(`scale:${i} is taken`);
+    scaleHeld[i] = h;
+  });
+  return {};
+};
+handlers.releaseMany = async () => {
+  const t0 = now();
+  await pool(scaleHeld.length, 64, (i) => lock.release(scaleHeld[i]));
+  scaleHeld = [];
+  return { t0: String(t0) };
+};
+
+function memory() {
+  if (global.gc) {
+    global.gc();
+    global.gc();
+  }
+  return process.memoryUsage();
+}
+function rss() {
+  return memory().rss;
+}
+
+let scaleWait = null;
+handlers.baseline = async () => {
+  // Warm up the waiting path once so lazily started parts (subscriber) are in the baseline.
+  const h = await lock.wait(`scale:warm:${process.pid}`, 1000, 1000);
+  if (h) await lock.release(h);
+  await sleep(200);
+  const m = memory();
+  return { rss: m.rss, heap: m.heapUsed + m.external };
+};
+handlers.waitMany = async ({ count, ttl, waitMs, settleMs }) => {
+  const state = { acquired: 0, failed: 0, last: 0n, peak: 0 };
+  scaleWait = state;
+  state.all = Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      lock.wait(`scale:${i}`, ttl, waitMs).then(
+        (h) => {
+          if (h) state.acquired++;
+          else state.failed++;
+          state.last = now();
+        },
+        () => {
+          state.failed++;
+          state.last = now();
+        },
+      ),
+    ),
+  );
+  const until = Date.now() + settleMs;
+  while (Date.now() < until) {
+    state.peak = Math.max(state.peak, process.memoryUsage().rss);
+    await sleep(100);
+  }
+  const m = memory();
+  return { rss: m.rss, heap: m.heapUsed + m.external, peak: Math.max(state.peak, m.rss), acquiredEarly: state.acquired };
+};
+handlers.drained = async ({ limitMs }) => {
+  const state = scaleWait;
+  await Promise.race([state.all, sleep(limitMs)]);
+  return { acquired: state.acquired, failed: state.failed, last: String(state.last) };
+};
+
+// 5. Scale: many Lock instances on one URL.
+let instances = [];
+handlers.instances = async ({ lib, url, count, shareClient }) => {
+  const base = rss();
+  let client = null;
+  if (shareClient) {
+    const Redis = libs.requireIoredis();
+    client = new Redis(url);
+  }
+  for (let i = 0; i < count; i++) instances.push(await libs.open(lib, url, client ? { client } : undefined));
+  // Use every instance once: an acquire/release and a wait, so lazily opened connections open.
+  await pool(count, 64, async (i) => {
+    const h = await instances[i].acquire(`inst:${i}`, 5000);
+    await instances[i].release(h);
+    const w = await instances[i].wait(`inst:w:${i}`, 5000, 1000);
+    if (w) await instances[i].release(w);
+  });
+  await sleep(200);
+  return { rss: rss() - base };
+};
