@@ -157,16 +157,15 @@ async function runOnce(lock, name, schedule, job, options = {}) {
 
   const controller = new AbortController();
   const unlink = linkSignals(controller, [held.signal, options.signal]);
-  let result;
-  let marked = false;
   try {
     if (await isDone(lock, doneId)) return { ran: false, skipped: 'done', period: info };
     if (options.now === undefined && Date.now() >= period.end) {
       return { ran: false, skipped: 'missed', period: info };
     }
-    result = await job(controller.signal, { name: jobName, period: info, epoch: held.index });
+    const result = await job(controller.signal, { name: jobName, period: info, epoch: held.index });
     // Done: mark the period, even if the lease was lost meanwhile (the work did complete). A
     // failure here must not turn a job that ran into an error: it is reported as marked: false.
+    let marked = false;
     const markTtl = Math.min(Math.max(period.end - Date.now(), 0) + graceMs, MAX_TTL_MS);
     if (markTtl >= 1) {
       try {
@@ -177,15 +176,13 @@ async function runOnce(lock, name, schedule, job, options = {}) {
         marked = false;
       }
     }
-  } catch (err) {
-    // The job's error wins; a release failure must not hide it.
+    return { ran: true, result, epoch: held.index, marked, period: info };
+  } finally {
     unlink();
+    // Whatever happened (skip, result, or the job's error, which wins), the run lock is released;
+    // a release failure must not hide anything: the lease then ends by its TTL.
     await held.release().catch(() => {});
-    throw err;
   }
-  unlink();
-  await held.release().catch(() => {});
-  return { ran: true, result, epoch: held.index, marked, period: info };
 }
 
 /** Aborts `controller` when any of `signals` aborts; returns a function removing the listeners. */
