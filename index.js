@@ -8,6 +8,7 @@ const { connectionUrl } = require('./lib/connection');
 const { LockError, codes, invalidArg, isLockError, fromNative } = require('./lib/errors');
 const native = require('./lib/native');
 const { abortHandle, acquireHeld, runHeld } = require('./lib/held');
+const { Calls } = require('./lib/calls');
 const { Fence, fencedSet } = require('./lib/fence');
 const { LeaderElector } = require('./lib/leader');
 const { runOnce, Schedule } = require('./lib/run-once');
@@ -83,9 +84,9 @@ function leaseOptions(options) {
 }
 
 /** Native constructors throw synchronously; give their errors our classes and codes too. */
-function construct(NativeClass, options) {
+function construct(NativeClass, ...args) {
   try {
-    return new NativeClass(options);
+    return new NativeClass(...args);
   } catch (err) {
     throw fromNative(err);
   }
@@ -100,18 +101,16 @@ function optionalMs(options, name, fallback) {
 /**
  * Runs `work` (a function returning a Promise) in the caller's chosen style: with a trailing
  * callback it calls `callback(err, result)` on a later tick and returns undefined; otherwise it
- * returns the Promise. Argument errors found synchronously take the same route.
+ * returns the Promise. Argument errors found synchronously take the same route. `work`'s own
+ * rejections must already carry our codes (lib/calls.js and lib/held.js see to that).
  */
 function settle(callback, work) {
   let promise;
   try {
     promise = work();
   } catch (err) {
-    promise = Promise.reject(err);
+    promise = Promise.reject(fromNative(err));
   }
-  promise = promise.catch((err) => {
-    throw fromNative(err);
-  });
   if (typeof callback !== 'function') return promise;
   promise.then(
     (result) => process.nextTick(callback, null, result),
@@ -137,12 +136,17 @@ class Lock {
     if (namespace.length > MAX_ID_LENGTH) throw invalidArg(`options.namespace is longer than ${MAX_ID_LENGTH} characters`);
 
     this._namespace = namespace;
-    this._native = construct(native.NativeLock, {
-      url: connectionUrl(options.redis),
-      namespace,
-      connectTimeoutMs: optionalMs(options, 'connectTimeout', DEFAULT_CONNECT_TIMEOUT_MS),
-      commandTimeoutMs: optionalMs(options, 'commandTimeout', DEFAULT_COMMAND_TIMEOUT_MS),
-    });
+    this._calls = new Calls();
+    this._native = construct(
+      native.NativeLock,
+      {
+        url: connectionUrl(options.redis),
+        namespace,
+        connectTimeoutMs: optionalMs(options, 'connectTimeout', DEFAULT_CONNECT_TIMEOUT_MS),
+        commandTimeoutMs: optionalMs(options, 'commandTimeout', DEFAULT_COMMAND_TIMEOUT_MS),
+      },
+      this._calls.onDone,
+    );
   }
 
   /** The namespace this lock's keys and channel live under. */
@@ -154,7 +158,7 @@ class Lock {
     return settle(callback, () => {
       const key = checkId(id);
       checkTtl(ttl, 'ttl');
-      return this._native.acquire(key, ttl).then((r) => ({ id, success: r.success, index: r.index, ttl: r.ttl }));
+      return this._call(id, undefined, (call) => this._native.acquire(call, key, ttl));
     });
   }
 
@@ -164,23 +168,15 @@ class Lock {
       const key = checkId(id);
       checkTtl(lockTtl, 'lockTtl');
       checkTtl(waitTtl, 'waitTtl', { allowZero: true });
-      const { signal } = checkOptions(options, 'options');
-      return this._native
-        .waitAcquire(key, lockTtl, waitTtl, abortHandle(signal))
-        .then((r) => ({ id, success: r.success, index: r.index, ttl: r.ttl, immediate: r.immediate }));
+      const abort = abortHandle(checkOptions(options, 'options').signal);
+      return this._call(id, undefined, (call) => this._native.waitAcquire(call, key, lockTtl, waitTtl, abort));
     });
   }
 
   releaseLock(lock, callback) {
     return settle(callback, () => {
       const held = checkHeld(lock);
-      return this._native.release(held.id, held.index).then((r) => ({
-        id: lock.id,
-        success: r.success,
-        result: r.result,
-        // redfour (1.x and 2.x) reports an already-expired lock with index 'expired'.
-        index: r.result === 'expired' ? 'expired' : r.index,
-      }));
+      return this._call(lock.id, undefined, (call) => this._native.release(call, held.id, held.index));
     });
   }
 
@@ -188,9 +184,7 @@ class Lock {
     return settle(callback, () => {
       const held = checkHeld(lock);
       checkTtl(ttl, 'ttl');
-      return this._native
-        .renew(held.id, held.index, ttl)
-        .then((r) => ({ id: lock.id, success: r.success, result: r.result, index: r.index }));
+      return this._call(lock.id, 'renew', (call) => this._native.renew(call, held.id, held.index, ttl));
     });
   }
 
@@ -198,10 +192,20 @@ class Lock {
     return settle(callback, () => {
       const held = checkHeld(lock);
       checkTtl(ttl, 'ttl');
-      return this._native
-        .renew(held.id, held.index, ttl)
-        .then((r) => ({ id: lock.id, success: r.success, index: r.index, ttl: r.ttl }));
+      return this._call(lock.id, 'extend', (call) => this._native.renew(call, held.id, held.index, ttl));
     });
+  }
+
+  /** Starts a native call numbered by `this._calls`; `id` is echoed in the result. */
+  _call(id, shape, start) {
+    const { call, promise } = this._calls.start(id, shape);
+    try {
+      start(call);
+    } catch (err) {
+      this._calls.abandon(call);
+      throw err;
+    }
+    return promise;
   }
 
   /**

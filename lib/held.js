@@ -2,7 +2,7 @@
 // Held locks that look after themselves: the lease is renewed from Rust timers (a blocked event
 // loop does not lose it), and an AbortSignal fires as soon as the lease can no longer be trusted.
 
-const { LockError, codes } = require('./errors');
+const { LockError, codes, fromNative } = require('./errors');
 const addon = require('./native');
 
 /** Turns an AbortSignal into a native abort handle (or undefined when there is no signal). */
@@ -85,14 +85,19 @@ if (typeof Symbol.asyncDispose === 'symbol') {
  * it, ERR_ABORTED if `signal` fires first.
  */
 async function acquireHeld(lock, native, key, id, ttl, options) {
-  const lease = await native.acquireLease(
-    key,
-    ttl,
-    options.waitMs,
-    options.renewEveryMs,
-    options.maxHoldMs,
-    abortHandle(options.signal),
-  );
+  let lease;
+  try {
+    lease = await native.acquireLease(
+      key,
+      ttl,
+      options.waitMs,
+      options.renewEveryMs,
+      options.maxHoldMs,
+      abortHandle(options.signal),
+    );
+  } catch (err) {
+    throw fromNative(err);
+  }
   if (!lease.success) {
     const err = new LockError(codes.ERR_NOT_ACQUIRED, `lock ${JSON.stringify(String(id))} is held elsewhere (${lease.ttl} ms left) and the wait ended`);
     err.ttl = lease.ttl;

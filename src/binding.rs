@@ -5,6 +5,7 @@
 use crate::core::{self, Lease, LeaseOptions, LockError, Timeouts};
 use futures_util::FutureExt;
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -14,12 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 #[napi_derive::module_init]
 fn init() {
-    // The addon's own runtime, sized for a lock client: the work is I/O bound and small.
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get().clamp(1, 2))
-        .unwrap_or(2);
+    // The addon's own runtime: one worker thread. The work is I/O bound and small, and keeping
+    // the connection drivers and the calls on one thread avoids a cross-thread wake per reply.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(1)
         .thread_name("redfour-native")
         .enable_all()
         .build();
@@ -37,33 +36,11 @@ pub struct NativeLockOptions {
 }
 
 #[napi(object, object_from_js = false)]
-pub struct AcquireOutcome {
-    pub success: bool,
-    pub index: i64,
-    pub ttl: i64,
-}
-
-#[napi(object, object_from_js = false)]
 pub struct WaitAcquireOutcome {
     pub success: bool,
     pub index: i64,
     pub ttl: i64,
     pub immediate: bool,
-}
-
-#[napi(object, object_from_js = false)]
-pub struct ReleaseOutcome {
-    pub success: bool,
-    pub result: &'static str,
-    pub index: i64,
-}
-
-#[napi(object, object_from_js = false)]
-pub struct RenewOutcome {
-    pub success: bool,
-    pub result: &'static str,
-    pub index: i64,
-    pub ttl: i64,
 }
 
 /// The JS facade reads the code from the `[CODE]` prefix: async rejections from napi carry a
@@ -122,65 +99,200 @@ where
     })
 }
 
+/// Completions travel back to JavaScript in batches through one weak threadsafe function per
+/// Lock: each is five numbers `[call, tag, a, b, c]` (see `Done`), errors also add a message.
+/// One wake-up of the JS thread delivers everything finished since the last one, and no
+/// per-call threadsafe function or Promise is created on the native side. (The facade keeps
+/// the process alive while calls are pending; a weak function never does.)
+type DoneCallback =
+    ThreadsafeFunction<(), (), FnArgs<(Float64Array, Vec<String>)>, Status, false, true>;
+
+type Batch = (Vec<f64>, Vec<String>);
+
+struct Outbox {
+    queue: Arc<std::sync::Mutex<Batch>>,
+    notify: DoneCallback,
+}
+
+/// What a finished call reports. Tags and packing are mirrored in index.js (`decode`).
+enum Done {
+    Acquired(core::Acquired),
+    WaitAcquired(core::WaitAcquired),
+    Released(core::Released),
+    Renewed(core::Renewed),
+    Nothing,
+    Failed(LockError),
+}
+
+impl Outbox {
+    fn push(&self, call: u32, done: Done) {
+        let call = f64::from(call);
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let was_empty = queue.0.is_empty();
+        let (values, errors) = &mut *queue;
+        let record = match done {
+            Done::Acquired(r) => [0.0, flag(r.success), r.index as f64, r.ttl as f64],
+            Done::WaitAcquired(r) => [
+                1.0,
+                flag(r.success) + 2.0 * flag(r.immediate),
+                r.index as f64,
+                r.ttl as f64,
+            ],
+            Done::Released(r) => [
+                2.0,
+                flag(r.success),
+                r.index as f64,
+                match r.result {
+                    core::ReleaseResult::Released => 0.0,
+                    core::ReleaseResult::Conflict => 1.0,
+                    core::ReleaseResult::Expired => 2.0,
+                },
+            ],
+            Done::Renewed(r) => [
+                3.0,
+                flag(r.success)
+                    + 2.0
+                        * match r.result {
+                            core::RenewResult::Renewed => 0.0,
+                            core::RenewResult::Missing => 1.0,
+                            core::RenewResult::Conflict => 2.0,
+                        },
+                r.index as f64,
+                r.ttl as f64,
+            ],
+            Done::Nothing => [4.0, 0.0, 0.0, 0.0],
+            Done::Failed(err) => {
+                errors.push(format!("[{}] {}", err.code(), err));
+                [9.0, (errors.len() - 1) as f64, 0.0, 0.0]
+            }
+        };
+        values.push(call);
+        values.extend_from_slice(&record);
+        drop(queue);
+        if was_empty {
+            self.notify
+                .call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+}
+
 #[napi]
 pub struct NativeLock {
     lock: core::Lock,
+    outbox: Arc<Outbox>,
+}
+
+impl NativeLock {
+    /// Runs `work` on the runtime and reports its outcome as call `call`. A panic (a bug) is
+    /// reported as ERR_INTERNAL rather than unwinding into Node or leaving the call pending.
+    fn run<F>(&self, call: u32, work: F)
+    where
+        F: 'static + Send + Future<Output = core::Result<Done>>,
+    {
+        let outbox = self.outbox.clone();
+        napi::bindgen_prelude::spawn(async move {
+            let done = match AssertUnwindSafe(work).catch_unwind().await {
+                Ok(Ok(done)) => done,
+                Ok(Err(err)) => Done::Failed(err),
+                Err(_) => Done::Failed(LockError::Internal(
+                    "redfour-native panicked; please report this".to_owned(),
+                )),
+            };
+            outbox.push(call, done);
+        });
+    }
 }
 
 #[napi]
 impl NativeLock {
+    /// `on_done(values, errors)` receives batches of finished calls.
     #[napi(constructor)]
-    pub fn new(options: NativeLockOptions) -> Result<Self> {
+    pub fn new(
+        options: NativeLockOptions,
+        #[napi(ts_arg_type = "(values: Float64Array, errors: string[]) => void")] on_done: Function<
+            FnArgs<(Float64Array, Vec<String>)>,
+            (),
+        >,
+    ) -> Result<Self> {
         let timeouts = Timeouts {
             connect: Duration::from_millis(options.connect_timeout_ms.max(1).into()),
             command: Duration::from_millis(options.command_timeout_ms.max(1).into()),
         };
         let lock = core::Lock::new(&options.url, &options.namespace, timeouts).map_err(to_napi)?;
-        Ok(NativeLock { lock })
-    }
-
-    #[napi(ts_return_type = "Promise<AcquireOutcome>")]
-    pub fn acquire<'env>(
-        &self,
-        env: &'env Env,
-        id: String,
-        ttl: f64,
-    ) -> Result<PromiseRaw<'env, AcquireOutcome>> {
-        let ttl = ttl_ms(ttl, "ttl")?;
-        let lock = self.lock.clone();
-        spawn(env, async move {
-            let got = lock.acquire(&id, ttl).await?;
-            Ok(AcquireOutcome {
-                success: got.success,
-                index: got.index,
-                ttl: got.ttl,
-            })
+        let queue: Arc<std::sync::Mutex<Batch>> = Arc::default();
+        let taken = queue.clone();
+        let notify = on_done
+            .build_threadsafe_function::<()>()
+            .weak::<true>()
+            .callee_handled::<false>()
+            .build_callback(move |_ctx| {
+                let (values, errors) =
+                    std::mem::take(&mut *taken.lock().unwrap_or_else(|p| p.into_inner()));
+                Ok(FnArgs::from((Float64Array::new(values), errors)))
+            })?;
+        Ok(NativeLock {
+            lock,
+            outbox: Arc::new(Outbox { queue, notify }),
         })
     }
 
+    #[napi]
+    pub fn acquire(&self, call: u32, id: String, ttl: f64) -> Result<()> {
+        let ttl = ttl_ms(ttl, "ttl")?;
+        let lock = self.lock.clone();
+        self.run(call, async move {
+            lock.acquire(&id, ttl).await.map(Done::Acquired)
+        });
+        Ok(())
+    }
+
     /// `wait_ms` 0 waits without limit; `abort` cancels the wait (ERR_ABORTED).
-    #[napi(ts_return_type = "Promise<WaitAcquireOutcome>")]
-    pub fn wait_acquire<'env>(
+    #[napi]
+    pub fn wait_acquire(
         &self,
-        env: &'env Env,
+        call: u32,
         id: String,
         ttl: f64,
         wait_ms: f64,
         abort: Option<&AbortHandle>,
-    ) -> Result<PromiseRaw<'env, WaitAcquireOutcome>> {
+    ) -> Result<()> {
         let ttl = ttl_ms(ttl, "lockTtl")?;
         let wait = wait_limit(wait_ms)?;
         let abort = abort.map_or_else(CancellationToken::new, |a| a.token.clone());
         let lock = self.lock.clone();
-        spawn(env, async move {
+        self.run(call, async move {
             let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;
-            Ok(WaitAcquireOutcome {
-                success: got.success,
-                index: got.index,
-                ttl: got.ttl,
-                immediate: got.immediate,
-            })
-        })
+            Ok(Done::WaitAcquired(got))
+        });
+        Ok(())
+    }
+
+    #[napi]
+    pub fn release(&self, call: u32, id: String, index: f64) -> Result<()> {
+        let index = lock_index(index)?;
+        let lock = self.lock.clone();
+        self.run(call, async move {
+            lock.release(&id, index).await.map(Done::Released)
+        });
+        Ok(())
+    }
+
+    #[napi]
+    pub fn renew(&self, call: u32, id: String, index: f64, ttl: f64) -> Result<()> {
+        let index = lock_index(index)?;
+        let ttl = ttl_ms(ttl, "ttl")?;
+        let lock = self.lock.clone();
+        self.run(call, async move {
+            lock.renew(&id, index, ttl).await.map(Done::Renewed)
+        });
+        Ok(())
+    }
+
+    /// Completes at once from the runtime: the benchmark measures the boundary with it.
+    #[napi]
+    pub fn noop(&self, call: u32) {
+        self.run(call, async { Ok(Done::Nothing) });
     }
 
     /// Waits for lock `id` like `waitAcquire`, and on success keeps it alive from Rust timers
@@ -221,47 +333,6 @@ impl NativeLock {
                     immediate: got.immediate,
                 },
                 lease,
-            })
-        })
-    }
-
-    #[napi(ts_return_type = "Promise<ReleaseOutcome>")]
-    pub fn release<'env>(
-        &self,
-        env: &'env Env,
-        id: String,
-        index: f64,
-    ) -> Result<PromiseRaw<'env, ReleaseOutcome>> {
-        let index = lock_index(index)?;
-        let lock = self.lock.clone();
-        spawn(env, async move {
-            let done = lock.release(&id, index).await?;
-            Ok(ReleaseOutcome {
-                success: done.success,
-                result: done.result.as_str(),
-                index: done.index,
-            })
-        })
-    }
-
-    #[napi(ts_return_type = "Promise<RenewOutcome>")]
-    pub fn renew<'env>(
-        &self,
-        env: &'env Env,
-        id: String,
-        index: f64,
-        ttl: f64,
-    ) -> Result<PromiseRaw<'env, RenewOutcome>> {
-        let index = lock_index(index)?;
-        let ttl = ttl_ms(ttl, "ttl")?;
-        let lock = self.lock.clone();
-        spawn(env, async move {
-            let done = lock.renew(&id, index, ttl).await?;
-            Ok(RenewOutcome {
-                success: done.success,
-                result: done.result.as_str(),
-                index: done.index,
-                ttl: done.ttl,
             })
         })
     }
@@ -351,11 +422,4 @@ impl NativeLease {
             lease.stop();
         }
     }
-}
-
-/// A Promise that resolves at once from the runtime: the benchmark measures the cost of the
-/// native boundary (JS -> tokio -> JS) with it.
-#[napi]
-pub fn noop_async(env: &Env) -> Result<PromiseRaw<'_, u32>> {
-    spawn(env, async move { Ok(0) })
 }

@@ -18,6 +18,8 @@ pub enum LockError {
     Closed,
     /// The caller cancelled the wait (an AbortSignal fired).
     Aborted,
+    /// A bug in this library (a panic was caught).
+    Internal(String),
 }
 
 impl LockError {
@@ -27,6 +29,7 @@ impl LockError {
             LockError::Redis { .. } => "ERR_REDIS",
             LockError::Closed => "ERR_CLOSED",
             LockError::Aborted => "ERR_ABORTED",
+            LockError::Internal(_) => "ERR_INTERNAL",
         }
     }
 
@@ -55,6 +58,7 @@ impl fmt::Display for LockError {
             LockError::Redis { message, .. } => write!(f, "Redis: {message}"),
             LockError::Closed => write!(f, "the lock was closed"),
             LockError::Aborted => write!(f, "the wait was aborted"),
+            LockError::Internal(message) => write!(f, "internal error: {message}"),
         }
     }
 }

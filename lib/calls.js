@@ -1,0 +1,97 @@
+'use strict';
+// Calls in flight to the native side. Each native method takes a call number and returns at
+// once; finished calls come back in batches through `onDone(values, errors)`, five numbers per
+// call: [call, tag, a, b, c] (packing defined by `Outbox::push` in src/binding.rs). The native
+// side holds no reference on the event loop, so while calls are pending one interval timer is
+// kept referenced: the process stays alive exactly as long as a lock operation is pending.
+
+const { fromNative } = require('./errors');
+
+const RELEASE_RESULTS = ['released', 'conflict', 'expired'];
+const RENEW_RESULTS = ['renewed', 'missing', 'conflict'];
+const MAX_CALL = 0xffffffff;
+
+const TAG_ACQUIRED = 0;
+const TAG_WAIT_ACQUIRED = 1;
+const TAG_RELEASED = 2;
+const TAG_RENEWED = 3;
+const TAG_NOTHING = 4;
+const TAG_FAILED = 9;
+
+function noop() {}
+
+class Calls {
+  constructor() {
+    this._pending = new Map();
+    this._next = 0;
+    this._keepAlive = null;
+    this.onDone = this.onDone.bind(this);
+  }
+
+  /**
+   * Registers a call and returns its number; `pending.promise` settles when it is done.
+   * `shape` picks the result object for renew calls ('renew' or 'extend'); `id` is echoed back.
+   */
+  start(id, shape) {
+    const call = this._next === MAX_CALL ? (this._next = 1) : ++this._next;
+    let entry;
+    const promise = new Promise((resolve, reject) => {
+      entry = { resolve, reject, id, shape };
+    });
+    this._pending.set(call, entry);
+    if (this._pending.size === 1) this._hold();
+    return { call, promise };
+  }
+
+  /** Settles a call that could not be started (the native method threw). */
+  abandon(call) {
+    this._pending.delete(call);
+    if (this._pending.size === 0) this._letGo();
+  }
+
+  onDone(values, errors) {
+    for (let i = 0; i + 4 < values.length; i += 5) {
+      const call = values[i];
+      const entry = this._pending.get(call);
+      if (entry === undefined) continue;
+      this._pending.delete(call);
+      settle(entry, values[i + 1], values[i + 2], values[i + 3], values[i + 4], errors);
+    }
+    if (this._pending.size === 0) this._letGo();
+  }
+
+  _hold() {
+    if (this._keepAlive === null) this._keepAlive = setInterval(noop, 1 << 30);
+    else this._keepAlive.ref();
+  }
+
+  _letGo() {
+    if (this._keepAlive !== null) this._keepAlive.unref();
+  }
+}
+
+function settle(entry, tag, a, b, c, errors) {
+  const { id } = entry;
+  switch (tag) {
+    case TAG_ACQUIRED:
+      return entry.resolve({ id, success: a === 1, index: b, ttl: c });
+    case TAG_WAIT_ACQUIRED:
+      return entry.resolve({ id, success: (a & 1) === 1, index: b, ttl: c, immediate: (a & 2) === 2 });
+    case TAG_RELEASED: {
+      const result = RELEASE_RESULTS[c];
+      // redfour (1.x and 2.x) reports an already-expired lock with index 'expired'.
+      return entry.resolve({ id, success: a === 1, result, index: result === 'expired' ? 'expired' : b });
+    }
+    case TAG_RENEWED:
+      if (entry.shape === 'extend') return entry.resolve({ id, success: (a & 1) === 1, index: b, ttl: c });
+      return entry.resolve({ id, success: (a & 1) === 1, result: RENEW_RESULTS[a >> 1], index: b });
+    case TAG_NOTHING:
+      return entry.resolve(undefined);
+    case TAG_FAILED:
+      return entry.reject(fromNative(new Error(errors[a])));
+    default:
+      return entry.reject(fromNative(new Error(`[ERR_INTERNAL] unknown completion tag ${tag}`)));
+  }
+}
+
+module.exports = { Calls };
