@@ -136,6 +136,50 @@ declare class Lock {
   ): Promise<Awaited<T>>;
 
   /**
+   * Joins the leader election `name` (a lock id in this namespace) and starts campaigning at once.
+   * One process among all candidates is leader at a time; a leader that releases (`resign`,
+   * `stop`) is replaced about one round trip later (the waiters are woken by pub/sub), one that
+   * dies is replaced within its `ttl`. Each term's `epoch` is its lock index: a fencing token.
+   *
+   * @example
+   * const elector = lock.elect('scheduler', { ttl: 10_000 });
+   * elector.on('elected', ({ epoch, signal }) => startLeading(epoch, signal));
+   * elector.on('revoked', ({ reason }) => stopLeading(reason));
+   */
+  elect<Id extends Lock.LockId>(name: Id, options?: Lock.ElectOptions): Lock.LeaderElector<Id>;
+
+  /**
+   * Runs `job(signal, info)` unless it already ran in the current period of `schedule` in any
+   * process sharing this Redis and namespace. While another process runs it, this call waits (by
+   * default until the period ends): when that run finishes it resolves with `skipped: 'done'`;
+   * if that runner dies, its lease ends after `ttl` and this process runs the job instead. A job
+   * that throws is not marked done (its error is passed through unchanged), so a later call in
+   * the same period runs it again. Promise only.
+   *
+   * @param name Job name; lock ids `${name}:${periodStart}` (run lock) and `…:done` (marker) are used.
+   * @param schedule A fixed interval in ms (periods aligned to the Unix epoch), a cron expression
+   *   (5 or 6 fields, parsed by `cron-parser`), `{ every, offset }` or `{ cron, tz }`.
+   */
+  runOnce<T>(
+    name: string | number,
+    schedule: Lock.RunSchedule,
+    job: (signal: AbortSignal, info: Lock.RunInfo) => T | PromiseLike<T>,
+    options?: Lock.RunOnceOptions,
+  ): Promise<Lock.RunOnceResult<Awaited<T>>>;
+
+  /**
+   * Calls {@link runOnce} for the current period and then at the start of every period, in this
+   * process, until `stop()`. Run the same schedule in every process of a fleet: each period's job
+   * runs in one of them.
+   */
+  schedule<T>(
+    name: string | number,
+    schedule: Lock.RunSchedule,
+    job: (signal: AbortSignal, info: Lock.RunInfo) => T | PromiseLike<T>,
+    options?: Lock.ScheduleOptions,
+  ): Lock.Schedule<Awaited<T>>;
+
+  /**
    * Stops this Lock. Pending waits reject with code `ERR_CLOSED`, later calls reject the same way,
    * and the shared connections close once no other Lock in the process uses them. Locks held in
    * Redis are not released (they expire by their TTL). Idempotent.
@@ -385,6 +429,262 @@ declare namespace Lock {
   /** A bad argument, raised as a `TypeError` (synchronously by the constructor, else as a rejection/callback error). */
   export interface InvalidArgumentError extends TypeError {
     readonly code: 'ERR_INVALID_ARG';
+  }
+
+  // ---- Fencing: enforce `index` / `epoch` on resources that live in Redis ----
+
+  /**
+   * A Redis client the fenced writes are sent through (redfour-native's own connections are
+   * private): an ioredis client or cluster (`call`), a node-redis 4/5 client (`sendCommand`), a
+   * node-redis 2/3 client (`send_command`), or a function running one command given as an array.
+   */
+  export type FenceClient =
+    | { call(...args: any[]): unknown }
+    | { sendCommand(args: any[], ...rest: any[]): unknown }
+    | { send_command(command: string, args: any[], callback: (err: Error | null, reply: unknown) => void): unknown }
+    | ((args: Array<string | Uint8Array>) => unknown);
+
+  /** A fencing token: a non-negative safe integer, or anything carrying one as `index` (a lock result, a {@link HeldLock}). */
+  export type FencingToken = number | bigint | { readonly index: number };
+
+  export interface FenceOptions {
+    /** Appended to a resource key to name the key holding its highest token. Default `':fence'`. */
+    suffix?: string;
+  }
+
+  export interface FencedSetOptions {
+    /** Expire the value after this many ms (`SET … PX`). The fence key itself never expires. */
+    ttlMs?: number;
+    /** The key holding the highest token, instead of `key + suffix`. */
+    fenceKey?: string;
+  }
+
+  export interface FencedSetResult {
+    /** `true` when the value was written (the token was not lower than the highest seen). */
+    accepted: boolean;
+    /** The highest token now stored: yours when accepted, the newer writer's when refused. */
+    token: number;
+  }
+
+  /**
+   * Fenced writes: a value is written only if the writer's token is not lower than the highest
+   * token already seen for that resource, and the token is recorded, in one static Lua script
+   * (keys in KEYS, values in ARGV). A paused ex-holder that wakes up with an old `index` cannot
+   * overwrite what the next holder wrote. For Redis Cluster give keys a hash tag (`{report}:latest`)
+   * so the value and its fence key share a slot.
+   *
+   * @example
+   * const fence = new Lock.Fence(ioredis);
+   * await lock.using('report', 30_000, async (signal, held) => {
+   *   const { accepted } = await fence.set('report:latest', held.index, JSON.stringify(report));
+   *   if (!accepted) throw new Error('a newer holder already wrote the report');
+   * });
+   */
+  export class Fence {
+    /** @throws {TypeError} code `ERR_INVALID_ARG` when `client` is not a supported client. */
+    constructor(client: FenceClient, options?: FenceOptions);
+    /** The key holding the highest token seen for `key`. */
+    fenceKey(key: string): string;
+    /**
+     * Writes `value` to `key` (a Redis string) if `token` is not lower than the highest token seen
+     * for it; equal tokens are accepted (the same holder writing again). Rejects with
+     * `ERR_INVALID_ARG` for bad arguments, `ERR_REDIS` (with `cause`) when Redis fails.
+     */
+    set(key: string, token: FencingToken, value: string | number | Uint8Array, options?: FencedSetOptions): Promise<FencedSetResult>;
+    /** Reads `key` and the highest token seen for it (`null`s when absent). */
+    get(key: string, options?: Pick<FencedSetOptions, 'fenceKey'>): Promise<{ value: string | null; token: number | null }>;
+  }
+
+  /** One-off `new Fence(client).set(key, token, value, options)`. */
+  export function fencedSet(
+    client: FenceClient,
+    key: string,
+    token: FencingToken,
+    value: string | number | Uint8Array,
+    options?: FencedSetOptions,
+  ): Promise<FencedSetResult>;
+
+  // ---- Leader election ----
+
+  /** Options of {@link Lock.elect}. Millisecond values are integers. */
+  export interface ElectOptions {
+    /** Lease of a term; a leader that dies is replaced within it. Default 10000. */
+    ttl?: number;
+    /** Time between renewals of the leader's lease. Default a third of `ttl`. */
+    renewEveryMs?: number;
+    /** After `resign()`, wait this long before campaigning again. Default 1000. */
+    rejoinAfterMs?: number;
+    /** First delay before retrying after a Redis error (doubling up to `retryMaxMs`). Default 100. */
+    retryMinMs?: number;
+    /** Largest delay between retries after Redis errors. Default 5000. */
+    retryMaxMs?: number;
+    /** Stops the elector when aborted. */
+    signal?: AbortSignal;
+  }
+
+  /** One term of leadership, given to `'elected'` listeners and yielded by the async iterator. */
+  export interface LeaderTerm<Id extends LockId = LockId> {
+    readonly name: Id;
+    /** The lock index of this term: strictly larger than every earlier term's. Use it as a fencing token. */
+    readonly epoch: number;
+    /**
+     * Aborts when the term ends, before another leader can be elected (unless the lease was lost
+     * outright). Its `reason` is a {@link LockError} with code `ERR_LOCK_LOST` whose `reason` is a
+     * {@link LostReason}, `'resigned'` or `'stopped'`.
+     */
+    readonly signal: AbortSignal;
+  }
+
+  /** Why a term ended: the lease was lost ({@link LostReason}), or this process resigned or stopped. */
+  export type RevokeReason = LostReason | 'resigned' | 'stopped';
+
+  /** Given to `'revoked'` listeners. */
+  export interface Revoked<Id extends LockId = LockId> {
+    readonly name: Id;
+    readonly epoch: number;
+    readonly reason: RevokeReason;
+    /** For a lost lease, the `ERR_LOCK_LOST` error (also the term signal's reason). */
+    readonly error?: LockError;
+  }
+
+  /**
+   * A candidate in a leader election; see {@link Lock.elect}. Events: `'elected'` (a
+   * {@link LeaderTerm}), `'revoked'` (a {@link Revoked}; after a lost lease the elector campaigns
+   * again at once), `'stopped'`, and `'error'`, which is emitted **only when an 'error' listener is
+   * attached**: without one, Redis errors are retried with backoff and never thrown.
+   * `for await (const term of elector)` yields each term won; leaving the loop stops the elector.
+   */
+  export class LeaderElector<Id extends LockId = LockId> implements AsyncIterable<LeaderTerm<Id>> {
+    constructor(lock: Lock, name: Id, options?: ElectOptions);
+    readonly name: Id;
+    /** `true` while this process is the leader. */
+    readonly isLeader: boolean;
+    /** The current term's epoch while leader, else `null`. */
+    readonly epoch: number | null;
+    /** The current term's signal while leader, else `null`. */
+    readonly signal: AbortSignal | null;
+    /** `true` once stopped (by `stop()`, `options.signal`, or because the Lock was closed). */
+    readonly stopped: boolean;
+    /**
+     * Steps down: the term's signal aborts, the lock is released (a waiting candidate takes over
+     * at once), and this elector campaigns again after `rejoinAfterMs`. Resolves `true` once
+     * released, or `false` at once when this process was not the leader.
+     */
+    resign(options?: { rejoinAfterMs?: number }): Promise<boolean>;
+    /** Leaves the election: cancels the campaign, ends a held term and releases it. Idempotent. */
+    stop(): Promise<void>;
+    /** Same as {@link stop}, for `await using elector = lock.elect(...)`. */
+    [Symbol.asyncDispose](): Promise<void>;
+    [Symbol.asyncIterator](): AsyncIterator<LeaderTerm<Id>>;
+
+    on(event: 'elected', listener: (term: LeaderTerm<Id>) => void): this;
+    on(event: 'revoked', listener: (info: Revoked<Id>) => void): this;
+    on(event: 'stopped', listener: () => void): this;
+    on(event: 'error', listener: (err: LockError) => void): this;
+    once(event: 'elected', listener: (term: LeaderTerm<Id>) => void): this;
+    once(event: 'revoked', listener: (info: Revoked<Id>) => void): this;
+    once(event: 'stopped', listener: () => void): this;
+    once(event: 'error', listener: (err: LockError) => void): this;
+    addListener(event: 'elected' | 'revoked' | 'stopped' | 'error', listener: (...args: any[]) => void): this;
+    off(event: 'elected' | 'revoked' | 'stopped' | 'error', listener: (...args: any[]) => void): this;
+    removeListener(event: 'elected' | 'revoked' | 'stopped' | 'error', listener: (...args: any[]) => void): this;
+    removeAllListeners(event?: 'elected' | 'revoked' | 'stopped' | 'error'): this;
+    listenerCount(event: 'elected' | 'revoked' | 'stopped' | 'error'): number;
+  }
+
+  // ---- Run-once jobs ----
+
+  /**
+   * A period schedule: a fixed interval in ms (periods `offset + k * every` since the Unix epoch),
+   * or a cron expression (5 fields, or 6 with seconds; a period runs from one fire time to the
+   * next), with an IANA time zone (default: the process's).
+   */
+  export type RunSchedule = number | string | { every: number; offset?: number } | { cron: string; tz?: string };
+
+  /** Options of {@link Lock.runOnce}. Millisecond values are integers. */
+  export interface RunOnceOptions {
+    /** Lease of the run lock, renewed while the job runs; after a crash another process retries after at most this long. Default 30000. */
+    ttl?: number;
+    /** How long to wait while another process runs the job; `0` waits without limit. Default: until the period ends. */
+    waitMs?: number;
+    /** `false`: do not wait; resolve with `skipped: 'busy'` if another process is running the job. */
+    wait?: boolean;
+    /** How long the done marker outlives its period (covers clocks that lag). Default: the period length, at most 1 hour. */
+    graceMs?: number;
+    /** Time zone of a cron schedule given as a string. */
+    tz?: string;
+    /** The instant whose period is meant (default now). */
+    now?: Date | number;
+    /** Cancels the wait, and aborts the job's signal. */
+    signal?: AbortSignal;
+    /** Renewal period of the run lock (default a third of `ttl`). */
+    renewEveryMs?: number;
+    /** Give the run lock up after this long (the job's signal aborts with reason `'max-hold'`). */
+    maxHoldMs?: number;
+  }
+
+  /** A period of a {@link RunSchedule}: `[start, end)`. */
+  export interface RunPeriod {
+    start: Date;
+    end: Date;
+    /** `${name}:${start in ms}`: the run lock's id. */
+    id: string;
+  }
+
+  /** The second argument of a run-once job. */
+  export interface RunInfo {
+    name: string;
+    period: RunPeriod;
+    /** The run lock's index: a fencing token for whatever the job writes. */
+    epoch: number;
+  }
+
+  /** Result of {@link Lock.runOnce}. */
+  export type RunOnceResult<T> =
+    | {
+        ran: true;
+        /** What the job returned. */
+        result: T;
+        epoch: number;
+        /** `false` if the done marker could not be written (a later call in this period may run the job again). */
+        marked: boolean;
+        period: RunPeriod;
+      }
+    | {
+        ran: false;
+        /**
+         * `'done'`: the job already ran in this period; `'busy'`: another process is running it and
+         * the wait ended; `'missed'`: the period ended while this call waited.
+         */
+        skipped: 'done' | 'busy' | 'missed';
+        period: RunPeriod;
+      };
+
+  /** Options of {@link Lock.schedule}. */
+  export interface ScheduleOptions extends Omit<RunOnceOptions, 'now' | 'signal'> {
+    /** Also run for the period already under way when the schedule starts. Default `true`. */
+    runNow?: boolean;
+    /** Start each period's run this many ms after the period starts. Default 0. */
+    delayMs?: number;
+  }
+
+  /**
+   * A per-process scheduler from {@link Lock.schedule}. Events: `'ran'` (each period's
+   * {@link RunOnceResult}, whether this process ran the job or skipped it) and `'error'` (only
+   * emitted when an 'error' listener is attached).
+   */
+  export class Schedule<T = unknown> {
+    constructor(lock: Lock, name: string | number, schedule: RunSchedule, job: (signal: AbortSignal, info: RunInfo) => T | PromiseLike<T>, options?: ScheduleOptions);
+    readonly stopped: boolean;
+    /** Stops scheduling; a job under way gets its signal aborted. Resolves once it has settled. */
+    stop(): Promise<void>;
+    [Symbol.asyncDispose](): Promise<void>;
+    on(event: 'ran', listener: (outcome: RunOnceResult<T>) => void): this;
+    on(event: 'error', listener: (err: unknown) => void): this;
+    once(event: 'ran', listener: (outcome: RunOnceResult<T>) => void): this;
+    once(event: 'error', listener: (err: unknown) => void): this;
+    off(event: 'ran' | 'error', listener: (...args: any[]) => void): this;
+    removeListener(event: 'ran' | 'error', listener: (...args: any[]) => void): this;
   }
 
   /** `true` for any error raised by redfour-native: a {@link LockError} or an {@link InvalidArgumentError}. */

@@ -90,8 +90,9 @@ function checkToken(token) {
 
 function checkValue(value) {
   if (typeof value === 'string' || Buffer.isBuffer(value)) return value;
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   if (typeof value === 'number' || typeof value === 'bigint') return String(value);
-  throw invalidArg('value must be a string, a Buffer or a number');
+  throw invalidArg('value must be a string, a Buffer/Uint8Array or a number');
 }
 
 function isNoScript(err) {

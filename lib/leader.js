@@ -307,4 +307,15 @@ class LeaderElector extends EventEmitter {
   }
 }
 
+// `await using elector = lock.elect(...)` stops it at scope end.
+if (typeof Symbol.asyncDispose === 'symbol') {
+  Object.defineProperty(LeaderElector.prototype, Symbol.asyncDispose, {
+    value: function asyncDispose() {
+      return this.stop();
+    },
+    writable: true,
+    configurable: true,
+  });
+}
+
 module.exports = { LeaderElector };

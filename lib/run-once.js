@@ -282,4 +282,14 @@ class Schedule extends EventEmitter {
   }
 }
 
+if (typeof Symbol.asyncDispose === 'symbol') {
+  Object.defineProperty(Schedule.prototype, Symbol.asyncDispose, {
+    value: function asyncDispose() {
+      return this.stop();
+    },
+    writable: true,
+    configurable: true,
+  });
+}
+
 module.exports = { runOnce, Schedule, parseSchedule, periodAt, PROBE_INDEX };
