@@ -52,8 +52,17 @@ const P = QUICK
       scale: { waiters: 10000, settleMs: 2500, drainLimitMs: 12000, instances: 1000 },
     };
 const CONTENTION = { processes: 4, sectionMs: 1, lockTtl: 1000 };
+// Worker threads of the tokio runtime in the Rust-side bench: the addon's runtime has 1 (see
+// module_init in src/binding.rs); REDFOUR_BENCH_RUST_WORKERS overrides.
+const RUST_WORKERS = Number(process.env.REDFOUR_BENCH_RUST_WORKERS || 1);
 
 const log = (...a) => console.error(...a);
+
+function failed(what, err) {
+  const first = String(err && err.message ? err.message : err).split('\n').slice(0, 3).join(' | ');
+  log(`  ${what}: FAILED: ${first}`);
+  return { error: first };
+}
 
 function sh(cmd, argv) {
   try {
@@ -77,6 +86,7 @@ function machine() {
     node: process.version,
     redis: redisVersion(),
     rustc: sh('rustc', ['--version']) || 'not installed',
+    loadAverage: os.loadavg().map((v) => round(v, 2)),
     commit: sh('git', ['-C', path.join(__dirname, '..'), 'rev-parse', '--short', 'HEAD']),
     addonBuilt: fs.existsSync(addon) ? fs.statSync(addon).mtime.toISOString() : null,
     versions: Object.fromEntries(['redfour-native', 'redfour', 'ioredfour', 'redlock', 'redis-semaphore', 'ioredis'].map((n) => [n, libs.version(n)])),
@@ -163,7 +173,7 @@ async function latency(url, names) {
         return summary(r.samples);
       });
     } catch (err) {
-      out[lib] = { error: err.message };
+      out[lib] = failed(`latency ${lib}`, err);
     }
   }
   return out;
@@ -185,7 +195,7 @@ async function throughput(url, names) {
         return { pairsPerSec: r.pairs / r.seconds, pairs: r.pairs, seconds: r.seconds, p50: s.p50, p99: s.p99, commandsPerPair: cmds.total / r.total, scriptsPerPair: cmds.scripts / r.total };
       });
     } catch (err) {
-      out[lib] = { error: err.message };
+      out[lib] = failed(`throughput ${lib}`, err);
     }
   }
   return out;
@@ -216,7 +226,7 @@ async function handoff(url, names) {
         return { ...summary(samples), failures };
       });
     } catch (err) {
-      out[lib] = { error: err.message };
+      out[lib] = failed(`hand-off ${lib}`, err);
     }
   }
   return out;
@@ -308,7 +318,7 @@ async function contention(url, names) {
       try {
         out[n][lib] = await contentionCell(url, lib, n);
       } catch (err) {
-        out[n][lib] = { error: err.message };
+        out[n][lib] = failed(`contention N=${n} ${lib}`, err);
       }
       await sleep(200);
     }
@@ -378,7 +388,7 @@ async function scale(url, names) {
     try {
       out.waiters[lib] = await scaleWaiters(url, lib);
     } catch (err) {
-      out.waiters[lib] = { error: err.message };
+      out.waiters[lib] = failed(`scale waiters ${lib}`, err);
     }
     await sleep(300);
   }
@@ -387,7 +397,7 @@ async function scale(url, names) {
     try {
       out.instances[lib] = await scaleInstances(url, lib);
     } catch (err) {
-      out.instances[lib] = { error: err.message };
+      out.instances[lib] = failed(`scale instances ${lib}`, err);
     }
   }
   return out;
@@ -396,19 +406,33 @@ async function scale(url, names) {
 // --- 6. Native boundary ---------------------------------------------------------------------
 
 async function overhead(url, results) {
-  const layers = ['redfour-native (napi only)'];
+  const napi = 'redfour-native (napi only)';
   log('  overhead: napi class without the JS facade');
   const node = {
-    latency: await latency(url, layers),
-    throughput: await throughput(url, layers),
+    latency: await latency(url, [napi]),
+    throughput: await throughput(url, [napi]),
   };
   node.latency['redfour-native'] = results.latency?.['redfour-native'];
   node.latency.floor = results.latency?.floor;
   node.throughput['redfour-native'] = results.throughput?.['redfour-native'];
   node.throughput.floor = results.throughput?.floor;
+  log('  overhead: the boundary alone (no-op native calls)');
+  try {
+    node.boundary = await withWorkers(1, napi, url, async ([w]) => {
+      const r = await withTimeout(
+        w.call('boundary', { warmup: P.latency.warmup, count: P.latency.count, loops: 64, durationMs: P.throughput.durationMs }),
+        60000,
+        'boundary',
+      );
+      if (r.unsupported) return { skipped: 'this build of the binding has no no-op call' };
+      return { ...summary(r.samples), callsPerSec: r.callsPerSec };
+    });
+  } catch (err) {
+    node.boundary = failed('boundary', err);
+  }
   log('  overhead: Rust core driven from Rust');
   await flush();
-  const fromRust = await rust.run(url, { quick: QUICK, log });
+  const fromRust = await rust.run(url, { quick: QUICK, log, workers: RUST_WORKERS });
   return { node, rust: fromRust };
 }
 
@@ -430,7 +454,7 @@ async function main() {
     const withFloor = [...LIBS, 'floor'];
     if (want('latency')) results.latency = await latency(server.url, withFloor);
     if (want('throughput')) results.throughput = await throughput(server.url, withFloor);
-    if (want('handoff')) results.handoff = await handoff(server.url, LIBS);
+    if (want('handoff')) results.handoff = await handoff(server.url, withFloor);
     if (want('contention')) results.contention = await contention(server.url, LIBS);
     if (want('scale')) results.scale = await scale(server.url, LIBS);
     if (want('overhead')) results.overhead = await overhead(server.url, results);
@@ -439,6 +463,7 @@ async function main() {
     await server.stop();
   }
   results.seconds = (Date.now() - started) / 1000;
+  results.machine.loadAverageAtEnd = os.loadavg().map((v) => round(v, 2));
   results.targets = report.targets(results);
 
   console.log(report.consoleTables(results));

@@ -31,6 +31,7 @@ handlers.open = async ({ lib, url, options }) => {
   // One round trip so the connections are up before anything is timed.
   const h = await lock.acquire(`warm:${process.pid}`, 1000);
   if (h) await lock.release(h);
+  if (lock.prepare) await lock.prepare();
   return {};
 };
 
@@ -58,6 +59,33 @@ handlers.latency = async ({ warmup, count }) => {
     samples[i] = Number(now() - t0) / 1000; // µs
   }
   return { samples: Array.from(samples) };
+};
+
+// 6. The boundary alone: no-op calls through the native runtime and back, no Redis.
+handlers.boundary = async ({ warmup, count, loops, durationMs }) => {
+  if (!lock.noop) return { unsupported: true };
+  for (let i = 0; i < warmup; i++) await lock.noop();
+  const samples = new Float64Array(count);
+  for (let i = 0; i < count; i++) {
+    const t0 = now();
+    await lock.noop();
+    samples[i] = Number(now() - t0) / 1000;
+  }
+  let calls = 0;
+  let stop = false;
+  const t0 = now();
+  setTimeout(() => {
+    stop = true;
+  }, durationMs);
+  await Promise.all(
+    Array.from({ length: loops }, async () => {
+      while (!stop) {
+        await lock.noop();
+        calls++;
+      }
+    }),
+  );
+  return { samples: Array.from(samples), callsPerSec: calls / (Number(now() - t0) / 1e9) };
 };
 
 // 2. Throughput: `loops` concurrent acquire + release loops on distinct ids.
@@ -102,7 +130,8 @@ handlers.hold = async ({ id, ttl }) => {
 };
 handlers.releaseHeld = async () => {
   const t0 = now();
-  await lock.release(held);
+  if (lock.signal) await lock.signal(held);
+  else await lock.release(held);
   held = null;
   return { t0: String(t0) };
 };

@@ -27,28 +27,67 @@ function requireIoredis() {
   return require(path.join(ROOT, 'node_modules', 'ioredis'));
 }
 
-async function openNative(url, { facade = true } = {}) {
-  if (!facade) {
-    // The napi class without the JS facade (index.js): isolates the facade's cost.
-    const native = require(path.join(ROOT, 'lib', 'native.js'));
-    const n = new native.NativeLock({ url, namespace: NAMESPACE, connectTimeoutMs: 5000, commandTimeoutMs: 5000 });
+/**
+ * The napi class without the JS facade (index.js), to isolate the facade's cost, and its no-op
+ * call (a round trip through the native runtime without Redis) to isolate the boundary's. The
+ * binding's internal shape changes as the core evolves: both the Promise-returning style and
+ * the call-number + batched-completion style (lib/calls.js) are handled.
+ */
+function openNapi(url) {
+  const native = require(path.join(ROOT, 'lib', 'native.js'));
+  const opts = { url, namespace: NAMESPACE, connectTimeoutMs: 5000, commandTimeoutMs: 5000 };
+  let Calls = null;
+  try {
+    ({ Calls } = require(path.join(ROOT, 'lib', 'calls.js')));
+  } catch {}
+  if (Calls) {
+    const calls = new Calls();
+    const n = new native.NativeLock(opts, calls.onDone);
+    const run = (id, fn) => {
+      const { call, promise } = calls.start(id);
+      fn(call);
+      return promise;
+    };
     return {
       async acquire(id, ttl) {
-        const r = await n.acquire(String(id), ttl);
+        const r = await run(id, (c) => n.acquire(c, String(id), ttl));
         return r.success ? { id: String(id), index: r.index } : null;
       },
       async release(h) {
-        await n.release(h.id, h.index);
+        await run(h.id, (c) => n.release(c, h.id, h.index));
       },
       async wait(id, ttl, waitMs) {
-        const r = await n.waitAcquire(String(id), ttl, waitMs);
+        const r = await run(id, (c) => n.waitAcquire(c, String(id), ttl, waitMs));
         return r.success ? { id: String(id), index: r.index } : null;
       },
+      noop: typeof n.noop === 'function' ? () => run(0, (c) => n.noop(c)) : null,
       async close() {
         n.close();
       },
     };
   }
+  const n = new native.NativeLock(opts);
+  return {
+    async acquire(id, ttl) {
+      const r = await n.acquire(String(id), ttl);
+      return r.success ? { id: String(id), index: r.index } : null;
+    },
+    async release(h) {
+      await n.release(h.id, h.index);
+    },
+    async wait(id, ttl, waitMs) {
+      const r = await n.waitAcquire(String(id), ttl, waitMs);
+      return r.success ? { id: String(id), index: r.index } : null;
+    },
+    noop: typeof n.noop === 'function' ? () => n.noop() : null,
+    async close() {
+      n.close();
+    },
+  };
+}
+
+async function openNative(url, { facade = true } = {}) {
+  if (!facade) return openNapi(url);
   const Lock = require(ROOT);
   const lock = new Lock({ redis: url, namespace: NAMESPACE });
   return {
@@ -187,6 +226,20 @@ async function openFloor(url) {
   const Redis = requireIoredis();
   const client = new Redis(url);
   const sha = await client.script('LOAD', FLOOR_SCRIPT);
+  // Hand-off floor: one PUBLISH heard by a plain subscriber, then one script round trip.
+  let subscriber = null;
+  const waiting = new Map();
+  async function listen() {
+    if (subscriber) return;
+    subscriber = new Redis(url);
+    subscriber.on('message', (channel, id) => {
+      const resolve = waiting.get(id);
+      if (!resolve) return;
+      waiting.delete(id);
+      client.evalsha(sha, 1, `${NAMESPACE}:${id}`).then(() => resolve(id));
+    });
+    await subscriber.subscribe(`${NAMESPACE}-floor`);
+  }
   return {
     async acquire(id) {
       await client.evalsha(sha, 1, `${NAMESPACE}:${id}`);
@@ -195,11 +248,20 @@ async function openFloor(url) {
     async release(id) {
       await client.evalsha(sha, 1, `${NAMESPACE}:${id}`);
     },
-    async wait() {
-      throw new Error('the floor cannot wait');
+    async wait(id) {
+      await listen();
+      return new Promise((resolve) => waiting.set(String(id), resolve));
+    },
+    /** Hand-off floor, releasing side: one PUBLISH. */
+    async signal(id) {
+      await client.publish(`${NAMESPACE}-floor`, String(id));
+    },
+    async prepare() {
+      await listen();
     },
     async close() {
       client.disconnect();
+      if (subscriber) subscriber.disconnect();
     },
   };
 }

@@ -127,14 +127,15 @@ function sections(r) {
   const ho = r.handoff;
   if (ho) {
     const ours = ho[OURS];
-    const rows = LIBS.filter((l) => ho[l]).map((lib) => {
+    const rows = [...LIBS, 'floor'].filter((l) => ho[l]).map((lib) => {
       const row = ho[lib];
       if (!ok(row)) return [lib, 'error', '', '', '', ''];
+      if (lib === 'floor') return [lib, fmt(row.p50), fmt(row.p99), fmt(row.max), ok(ours) ? `ours ${fmtRatio(ours.p50 / row.p50)} of floor` : '', ok(ours) ? `ours ${fmtRatio(ours.p99 / row.p99)} of floor` : ''];
       return [lib, fmt(row.p50), fmt(row.p99), fmt(row.max), lib === OURS || !ok(ours) ? '' : fmtRatio(row.p50 / ours.p50), lib === OURS || !ok(ours) ? '' : fmtRatio(row.p99 / ours.p99)];
     });
     out.push({
       title: '3. Hand-off: process A calls release, process B (waiting in waitAcquireLock) holds the lock (ms)',
-      note: `${r.params.handoff.iterations} hand-offs per library; B starts waiting ${r.params.handoff.settleMs} ms before A releases. Both timestamps from process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for the machine; cross-process order checked: ${r.clock?.verified ? 'verified' : 'NOT verified'}). redlock and redis-semaphore poll every ${r.params.pollMs} ms.`,
+      note: `${r.params.handoff.iterations} hand-offs per library; B starts waiting ${r.params.handoff.settleMs} ms before A releases. Both timestamps from process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for the machine; cross-process order checked: ${r.clock?.verified ? 'verified' : 'NOT verified'}). redlock and redis-semaphore poll every ${r.params.pollMs} ms. floor = A PUBLISHes with ioredis, B's plain subscriber hears it and makes one EVALSHA round trip of a trivial script (the least a pub/sub hand-off needs). Both processes are idle for the settle time before each hand-off, as real waiters are, so wake-up latency of idle CPUs and threads is part of every figure.`,
       headers: ['library', 'p50 ms', 'p99 ms', 'max ms', 'ours faster (p50)', 'ours faster (p99)'],
       rows,
     });
@@ -201,18 +202,36 @@ function sections(r) {
     const nl = ov.node.latency;
     const nt = ov.node.throughput;
     const add = (layer, lat, tp) => rows.push([layer, ok(lat) ? fmt(lat.p50) : 'n/a', ok(lat) ? fmt(lat.p99) : 'n/a', ok(tp) ? fmt(tp.pairsPerSec) : 'n/a']);
-    if (ov.rust && !ov.rust.skipped) {
-      add('Rust: core driven from Rust (tokio, 2 workers)', ov.rust.latency, ov.rust.throughput);
-      add('Rust: floor, 2 x EVALSHA on redis-rs', ov.rust.floor, null);
+    const rustOk = ov.rust && !ov.rust.skipped;
+    if (rustOk) {
+      add(`Rust: core driven from Rust (tokio, ${ov.rust.workerThreads} worker)`, ov.rust.latency, ov.rust.throughput);
+      if (ov.rust.scriptFloor) add("Rust: the core's two scripts on a plain redis-rs connection", ov.rust.scriptFloor, null);
+      add('Rust: floor, 2 x EVALSHA of a trivial script on redis-rs', ov.rust.floor, null);
     }
     add('Node: napi class (lib/native) without the JS facade', nl['redfour-native (napi only)'], nt['redfour-native (napi only)']);
     add('Node: redfour-native (index.js facade)', nl[OURS], nt[OURS]);
     add('Node: floor, 2 x EVALSHA on ioredis', nl.floor, nt.floor);
+    const b = ov.node.boundary;
+    if (ok(b)) rows.push(['Node: boundary alone, no-op native call (one call, not a pair)', fmt(b.p50), fmt(b.p99), `${fmt(b.callsPerSec)} calls/s`]);
+    const notes = [];
+    if (rustOk) {
+      notes.push(`Rust in-process hand-off (release to the woken wait_acquire): p50 ${fmt(ov.rust.handoff.p50 / 1000)} ms, p99 ${fmt(ov.rust.handoff.p99 / 1000)} ms.`);
+      if (ov.rust.scale) {
+        const f = ov.rust.scale.futureBytes;
+        notes.push(`${ov.rust.scale.waiters.toLocaleString('en-US')} waiters driven from Rust: ${fmt(ov.rust.scale.rssOverBaseMB)} MB RSS over base (drain ${fmt(ov.rust.scale.drainMs)} ms); future sizes: acquire ${f.acquire} B, release ${f.release} B, wait_acquire ${f.waitAcquire} B.`);
+      }
+    } else {
+      notes.push(`Rust side: ${ov.rust?.skipped}.`);
+    }
+    if (ok(nl[OURS]) && ok(nl['redfour-native (napi only)'])) {
+      notes.push(`Facade cost per pair (p50): ${fmt(nl[OURS].p50 - nl['redfour-native (napi only)'].p50)} µs.`);
+    }
+    if (rustOk && ok(nl['redfour-native (napi only)'])) {
+      notes.push(`Boundary cost per pair (napi p50 - Rust p50): ${fmt(nl['redfour-native (napi only)'].p50 - ov.rust.latency.p50)} µs; client cost over the floor in Rust: ${fmt(ov.rust.latency.p50 - ov.rust.floor.p50)} µs.`);
+    }
     out.push({
       title: '6. The native boundary: the same core driven from Rust and from Node',
-      note: ov.rust?.skipped
-        ? `Rust side: ${ov.rust.skipped}.`
-        : `Same sequential and 64-loop workloads. Rust in-process hand-off (release to woken wait_acquire): p50 ${fmt(ov.rust.handoff.p50 / 1000)} ms, p99 ${fmt(ov.rust.handoff.p99 / 1000)} ms.`,
+      note: `Same sequential and 64-loop workloads as scenarios 1 and 2. ${notes.join(' ')}`,
       headers: ['layer', 'pair p50 µs', 'pair p99 µs', 'pairs/s (64 loops)'],
       rows,
     });

@@ -1,13 +1,15 @@
 //! Drives the redfour-native core from Rust, on the same kind of runtime the Node addon uses
-//! (tokio multi-thread, at most 2 workers), and prints one JSON object:
+//! (tokio multi-thread, 1 worker unless `--workers=N`), and prints one JSON object:
 //!
 //! - `latency`: sequential acquire + release of distinct ids (µs per pair);
 //! - `floor`: two EVALSHA round trips of a trivial script on a plain redis-rs connection;
+//! - `scriptFloor`: the core's own acquire and release scripts on a plain redis-rs connection;
 //! - `throughput`: 64 concurrent acquire + release loops on distinct ids (pairs per second);
 //! - `handoff`: release in one task to the waiter in `wait_acquire` holding the lock (µs),
-//!   in one process (the waiter is woken through the shared subscriber connection).
+//!   in one process (the waiter is woken through the shared subscriber connection);
+//! - `scale`: 10,000 waiters on distinct held ids: RSS growth, and the size of the futures.
 //!
-//! Usage: redfour-core-bench <redis-url> [--quick]
+//! Usage: redfour-core-bench <redis-url> [--quick] [--workers=N]
 
 use redfour_native::core::{Lock, Timeouts};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,6 +90,49 @@ async fn floor(url: &str, warmup: usize, count: usize) -> Vec<f64> {
     samples
 }
 
+/// The core's own two scripts (acquire, release) on a plain redis-rs connection, without the
+/// engine around them: separates the scripts' cost in Redis from the engine's cost in the client.
+async fn script_floor(url: &str, warmup: usize, count: usize) -> Vec<f64> {
+    use redfour_native::core::scripts::{ACQUIRE, RELEASE};
+    let client = redis::Client::open(url).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let load = |src: &'static str| redis::cmd("SCRIPT").arg("LOAD").arg(src).clone();
+    let acquire: String = load(ACQUIRE).query_async(&mut conn).await.expect("load");
+    let release: String = load(RELEASE).query_async(&mut conn).await.expect("load");
+    let counter = format!("{NS}index");
+    let channel = format!("{NS}-release");
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..warmup + count {
+        let key = format!("{NS}:rscript:{i}");
+        let t0 = Instant::now();
+        let (_ok, index, _ttl): (i64, i64, i64) = redis::cmd("EVALSHA")
+            .arg(&acquire)
+            .arg(2)
+            .arg(&key)
+            .arg(&counter)
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+            .expect("acquire");
+        let _: (i64, String, i64) = redis::cmd("EVALSHA")
+            .arg(&release)
+            .arg(1)
+            .arg(&key)
+            .arg(index)
+            .arg(&channel)
+            .query_async(&mut conn)
+            .await
+            .expect("release");
+        if i >= warmup {
+            samples.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    samples
+}
+
 async fn throughput(lock: &Lock, loops: usize, warmup: Duration, duration: Duration) -> f64 {
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -122,8 +167,11 @@ async fn throughput(lock: &Lock, loops: usize, warmup: Duration, duration: Durat
     counted as f64 / secs
 }
 
-async fn handoff(lock: &Lock, iterations: usize) -> Vec<f64> {
+/// Hand-off samples (release called -> waiter holds) and, for each, the part spent before the
+/// releaser's own reply came back (µs).
+async fn handoff(lock: &Lock, iterations: usize) -> (Vec<f64>, Vec<f64>) {
     let mut samples = Vec::with_capacity(iterations);
+    let mut release_rtt = Vec::with_capacity(iterations);
     for i in 0..iterations {
         let id = format!("rho:{i}");
         let held = lock.acquire(&id, 10_000).await.expect("acquire");
@@ -145,26 +193,125 @@ async fn handoff(lock: &Lock, iterations: usize) -> Vec<f64> {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let t0 = Instant::now();
         lock.release(&id, held.index).await.expect("release");
+        let replied = t0.elapsed();
         let (ok, at) = waiter.await.expect("waiter");
         if ok {
             samples.push(at.duration_since(t0).as_secs_f64() * 1e6);
+            release_rtt.push(replied.as_secs_f64() * 1e6);
         }
     }
-    samples
+    (samples, release_rtt)
+}
+
+/// Resident set size of this process, from /proc/self/statm (Linux), in bytes.
+fn rss_bytes() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0
+}
+
+/// `count` waiters on distinct held ids, from Rust: RSS growth, and the size of the futures.
+async fn waiters(lock: &Lock, count: usize, settle: Duration) -> String {
+    let sizes = format!(
+        "{{\"acquire\":{},\"release\":{},\"waitAcquire\":{}}}",
+        std::mem::size_of_val(&lock.acquire("x", 1)),
+        std::mem::size_of_val(&lock.release("x", 1)),
+        std::mem::size_of_val(&lock.wait_acquire("x", 1, None)),
+    );
+    let mut held = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(64) {
+        let mut batch = Vec::new();
+        for &i in chunk {
+            let lock = lock.clone();
+            batch.push(tokio::spawn(async move {
+                let id = format!("rscale:{i}");
+                let got = lock.acquire(&id, 120_000).await.expect("acquire");
+                (id, got.index)
+            }));
+        }
+        for t in batch {
+            held.push(t.await.expect("task"));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let base = rss_bytes();
+    let mut tasks = Vec::with_capacity(count);
+    for (id, _) in &held {
+        let lock = lock.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let got = lock
+                .wait_acquire(&id, 60_000, Some(Duration::from_secs(60)))
+                .await
+                .expect("wait");
+            if got.success {
+                lock.release(&id, got.index).await.expect("release");
+            }
+            got.success
+        }));
+    }
+    tokio::time::sleep(settle).await;
+    let grown = rss_bytes() - base;
+    let t0 = Instant::now();
+    for chunk in held.chunks(64) {
+        let mut batch = Vec::new();
+        for (id, index) in chunk {
+            let lock = lock.clone();
+            let (id, index) = (id.clone(), *index);
+            batch.push(tokio::spawn(async move { lock.release(&id, index).await.expect("release") }));
+        }
+        for t in batch {
+            t.await.expect("task");
+        }
+    }
+    let mut acquired = 0;
+    for t in tasks {
+        if t.await.expect("task") {
+            acquired += 1;
+        }
+    }
+    format!(
+        "{{\"waiters\":{count},\"rssOverBaseMB\":{:.2},\"acquired\":{acquired},\"drainMs\":{:.1},\"futureBytes\":{sizes}}}",
+        grown / 1048576.0,
+        t0.elapsed().as_secs_f64() * 1e3
+    )
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let url = args.next().expect("usage: redfour-core-bench <redis-url> [--quick]");
-    let quick = args.any(|a| a == "--quick");
-    let (warmup, count, tp_warm, tp_dur, ho) = if quick {
-        (300, 2_000, Duration::from_millis(300), Duration::from_secs(1), 40)
+    let url = args
+        .next()
+        .expect("usage: redfour-core-bench <redis-url> [--quick] [--workers=N]");
+    let rest: Vec<String> = args.collect();
+    let quick = rest.iter().any(|a| a == "--quick");
+    // The addon's runtime has 1 worker thread (src/binding.rs); match it unless told otherwise.
+    let workers: usize = rest
+        .iter()
+        .find_map(|a| a.strip_prefix("--workers=").and_then(|n| n.parse().ok()))
+        .unwrap_or(1);
+    let (warmup, count, tp_warm, tp_dur, ho, settle) = if quick {
+        (
+            300,
+            2_000,
+            Duration::from_millis(300),
+            Duration::from_secs(1),
+            40,
+            Duration::from_millis(1500),
+        )
     } else {
-        (1_000, 10_000, Duration::from_secs(1), Duration::from_secs(3), 200)
+        (
+            1_000,
+            10_000,
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+            200,
+            Duration::from_millis(2500),
+        )
     };
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get().clamp(1, 2))
-        .unwrap_or(2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -174,13 +321,17 @@ fn main() {
         let lock = Lock::new(&url, NS, Timeouts::default()).expect("lock");
         let lat = latency(&lock, warmup, count).await;
         let flo = floor(&url, warmup, count).await;
+        let scripts = script_floor(&url, warmup, count).await;
         let tp = throughput(&lock, 64, tp_warm, tp_dur).await;
-        let ho = handoff(&lock, ho).await;
+        let (ho, ho_release) = handoff(&lock, ho).await;
+        let scale = waiters(&lock, 10_000, settle).await;
         println!(
-            "{{\"workerThreads\":{workers},\"latency\":{},\"floor\":{},\"throughput\":{{\"loops\":64,\"pairsPerSec\":{tp:.1}}},\"handoff\":{}}}",
+            "{{\"workerThreads\":{workers},\"latency\":{},\"floor\":{},\"scriptFloor\":{},\"throughput\":{{\"loops\":64,\"pairsPerSec\":{tp:.1}}},\"handoff\":{},\"handoffReleaseReply\":{},\"scale\":{scale}}}",
             summary(lat),
             summary(flo),
-            summary(ho)
+            summary(scripts),
+            summary(ho),
+            summary(ho_release)
         );
         lock.close();
     });
