@@ -4,7 +4,7 @@
 // (redfour-native.node); user callbacks are only ever called from here, on a fresh tick,
 // never from inside Rust, so a throwing callback cannot abort the process.
 
-const { connectionUrl } = require('./lib/connection');
+const { connectionUrls } = require('./lib/connection');
 const { LockError, codes, invalidArg, isLockError, fromNative } = require('./lib/errors');
 const native = require('./lib/native');
 const { abortHandle, acquireHeld, runHeld } = require('./lib/held');
@@ -140,7 +140,7 @@ class Lock {
     this._native = construct(
       native.NativeLock,
       {
-        url: connectionUrl(options.redis),
+        urls: connectionUrls(options.redis),
         namespace,
         connectTimeoutMs: optionalMs(options, 'connectTimeout', DEFAULT_CONNECT_TIMEOUT_MS),
         commandTimeoutMs: optionalMs(options, 'commandTimeout', DEFAULT_COMMAND_TIMEOUT_MS),

@@ -120,4 +120,16 @@ function connectionUrl(redis) {
   throw invalidArg('options.redis must be a URL string, an options object, or a Redis client');
 }
 
-module.exports = { connectionUrl, redact };
+/**
+ * The URLs of `options.redis`: one for a single server, or one per independent master when an
+ * array is given (quorum mode; an odd number of at least three is the sensible choice).
+ */
+function connectionUrls(redis) {
+  if (!Array.isArray(redis)) return [connectionUrl(redis)];
+  if (redis.length === 0) throw invalidArg('options.redis must not be an empty array');
+  const urls = redis.map(connectionUrl);
+  if (new Set(urls).size !== urls.length) throw invalidArg('options.redis lists the same server twice');
+  return urls;
+}
+
+module.exports = { connectionUrl, connectionUrls, redact };

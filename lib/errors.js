@@ -7,6 +7,8 @@ const codes = Object.freeze({
   ERR_INVALID_ARG: 'ERR_INVALID_ARG',
   /** Redis could not be reached, timed out, or answered with an error. */
   ERR_REDIS: 'ERR_REDIS',
+  /** Quorum mode: fewer than a majority of the Redis nodes answered. */
+  ERR_NO_QUORUM: 'ERR_NO_QUORUM',
   /** The Lock was closed; pending waits and later calls fail with this code. */
   ERR_CLOSED: 'ERR_CLOSED',
   /** The caller's AbortSignal fired before the lock was granted. */

@@ -29,7 +29,8 @@ fn init() {
 
 #[napi(object)]
 pub struct NativeLockOptions {
-    pub url: String,
+    /// One URL: a single Redis server; several: independent masters in quorum mode.
+    pub urls: Vec<String>,
     pub namespace: String,
     pub connect_timeout_ms: u32,
     pub command_timeout_ms: u32,
@@ -219,7 +220,8 @@ impl NativeLock {
             connect: Duration::from_millis(options.connect_timeout_ms.max(1).into()),
             command: Duration::from_millis(options.command_timeout_ms.max(1).into()),
         };
-        let lock = core::Lock::new(&options.url, &options.namespace, timeouts).map_err(to_napi)?;
+        let lock =
+            core::Lock::with_urls(&options.urls, &options.namespace, timeouts).map_err(to_napi)?;
         let queue: Arc<std::sync::Mutex<Batch>> = Arc::default();
         let taken = queue.clone();
         let notify = on_done

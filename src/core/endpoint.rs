@@ -3,12 +3,16 @@
 //! open two sockets). Connections are opened on first use and reopened after failures.
 
 use crate::core::error::{LockError, Result};
+use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
+use crate::core::scripts::{ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
 use crate::core::subscriber;
-use crate::core::waiters::Waiters;
+use crate::core::waiters::{SubscriberCommand, Waiters};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timeouts {
@@ -35,33 +39,50 @@ pub struct Endpoint {
     pub waiters: Arc<Waiters>,
 }
 
-type Registry = Mutex<HashMap<(String, Timeouts), Weak<Endpoint>>>;
+/// Values shared process-wide by key while somebody uses them (weak entries).
+pub(crate) struct Registry<K, V>(OnceLock<Mutex<HashMap<K, Weak<V>>>>);
 
-fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(Default::default)
+impl<K: std::hash::Hash + Eq, V> Registry<K, V> {
+    pub(crate) const fn new() -> Self {
+        Registry(OnceLock::new())
+    }
+
+    pub(crate) fn get_or_create(
+        &self,
+        key: K,
+        make: impl FnOnce() -> Result<Arc<V>>,
+    ) -> Result<Arc<V>> {
+        let mut entries = self
+            .0
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(value) = entries.get(&key).and_then(Weak::upgrade) {
+            return Ok(value);
+        }
+        let value = make()?;
+        entries.retain(|_, weak| weak.strong_count() > 0);
+        entries.insert(key, Arc::downgrade(&value));
+        Ok(value)
+    }
 }
+
+static ENDPOINTS: Registry<(String, Timeouts), Endpoint> = Registry::new();
 
 impl Endpoint {
     /// The endpoint for `url`, shared with every other user of the same URL and timeouts.
     pub fn shared(url: &str, timeouts: Timeouts) -> Result<Arc<Endpoint>> {
-        let mut endpoints = registry().lock().unwrap_or_else(|p| p.into_inner());
-        let key = (url.to_owned(), timeouts);
-        if let Some(endpoint) = endpoints.get(&key).and_then(Weak::upgrade) {
-            return Ok(endpoint);
-        }
-        let client = redis::Client::open(url)
-            .map_err(|err| LockError::InvalidArg(format!("invalid Redis URL: {err}")))?;
-        let endpoint = Arc::new(Endpoint {
-            client,
-            timeouts,
-            command: RwLock::new(None),
-            connecting: tokio::sync::Mutex::new(()),
-            waiters: Arc::new(Waiters::new()),
-        });
-        endpoints.retain(|_, weak| weak.strong_count() > 0);
-        endpoints.insert(key, Arc::downgrade(&endpoint));
-        Ok(endpoint)
+        ENDPOINTS.get_or_create((url.to_owned(), timeouts), || {
+            let client = redis::Client::open(url)
+                .map_err(|err| LockError::InvalidArg(format!("invalid Redis URL: {err}")))?;
+            Ok(Arc::new(Endpoint {
+                client,
+                timeouts,
+                command: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                waiters: Arc::new(Waiters::new()),
+            }))
+        })
     }
 
     pub fn timeouts(&self) -> Timeouts {
@@ -109,15 +130,74 @@ impl Endpoint {
 
     /// Makes sure the subscriber task runs. Must be called from inside the runtime.
     pub fn ensure_subscriber(&self) {
-        self.waiters.attach_subscriber(|| {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(subscriber::run(
-                self.client.clone(),
-                Arc::downgrade(&self.waiters),
-                rx,
-                self.timeouts.connect,
-            ));
-            tx
-        });
+        self.waiters
+            .attach_subscribers(|| vec![self.spawn_subscriber(&self.waiters)]);
+    }
+
+    /// Starts a subscriber on this server that wakes `waiters` (which may gather the waiters of
+    /// several servers, in quorum mode).
+    pub fn spawn_subscriber(
+        &self,
+        waiters: &Arc<Waiters>,
+    ) -> mpsc::UnboundedSender<SubscriberCommand> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(subscriber::run(
+            self.client.clone(),
+            Arc::downgrade(waiters),
+            rx,
+            self.timeouts.connect,
+        ));
+        tx
+    }
+
+    /// One acquire attempt on this server: redfour's script, keys `key` and `counter_key`.
+    pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
+        let mut conn = self.connection().await?;
+        let sent_at = Instant::now();
+        let (success, index, ttl): (i64, i64, i64) = ACQUIRE_SCRIPT
+            .run(&mut conn, &[key, counter_key], ttl_ms)
+            .await?;
+        Ok(Acquired {
+            success: success == 1,
+            index,
+            ttl,
+            sent_at,
+        })
+    }
+
+    /// Releases `key` if held under `index`, announcing it on `channel`.
+    pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
+        let mut conn = self.connection().await?;
+        let (success, result, current): (i64, String, i64) = RELEASE_SCRIPT
+            .run(&mut conn, &[key], (index, channel))
+            .await?;
+        let result = match result.as_str() {
+            "released" => ReleaseResult::Released,
+            "expired" => ReleaseResult::Expired,
+            _ => ReleaseResult::Conflict,
+        };
+        Ok(Released {
+            success: success == 1,
+            result,
+            index: current,
+        })
+    }
+
+    /// Sets the TTL of `key` if it is still held under `index`.
+    pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
+        let mut conn = self.connection().await?;
+        let (success, result, index, ttl): (i64, String, i64, i64) =
+            RENEW_SCRIPT.run(&mut conn, &[key], (index, ttl_ms)).await?;
+        let result = match result.as_str() {
+            "renewed" => RenewResult::Renewed,
+            "missing" => RenewResult::Missing,
+            _ => RenewResult::Conflict,
+        };
+        Ok(Renewed {
+            success: success == 1,
+            result,
+            index,
+            ttl,
+        })
     }
 }

@@ -16,6 +16,8 @@ pub enum LockError {
     },
     /// The lock handle was closed before or during the operation.
     Closed,
+    /// Quorum mode: fewer than a majority of the Redis nodes answered.
+    NoQuorum(String),
     /// The caller cancelled the wait (an AbortSignal fired).
     Aborted,
     /// A bug in this library (a panic was caught).
@@ -28,6 +30,7 @@ impl LockError {
             LockError::InvalidArg(_) => "ERR_INVALID_ARG",
             LockError::Redis { .. } => "ERR_REDIS",
             LockError::Closed => "ERR_CLOSED",
+            LockError::NoQuorum(_) => "ERR_NO_QUORUM",
             LockError::Aborted => "ERR_ABORTED",
             LockError::Internal(_) => "ERR_INTERNAL",
         }
@@ -57,6 +60,7 @@ impl fmt::Display for LockError {
             LockError::InvalidArg(message) => write!(f, "{message}"),
             LockError::Redis { message, .. } => write!(f, "Redis: {message}"),
             LockError::Closed => write!(f, "the lock was closed"),
+            LockError::NoQuorum(message) => write!(f, "no quorum: {message}"),
             LockError::Aborted => write!(f, "the wait was aborted"),
             LockError::Internal(message) => write!(f, "internal error: {message}"),
         }

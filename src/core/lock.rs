@@ -1,9 +1,10 @@
-//! The lock engine: redfour's operations on one namespace, over a shared endpoint.
+//! The lock engine: redfour's operations on one namespace, over one shared Redis endpoint or a
+//! quorum of independent masters.
 
 use crate::core::endpoint::{Endpoint, Timeouts};
 use crate::core::error::{LockError, Result};
-use crate::core::scripts::{ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
-use crate::core::waiters::{jitter, Registration, Wake};
+use crate::core::quorum::Quorum;
+use crate::core::waiters::{jitter, Registration, Waiters, Wake};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -105,22 +106,40 @@ struct Inner {
     counter_key: String,
     channel: String,
     /// Dropped on close, so the shared connections close once no Lock uses them.
-    endpoint: RwLock<Option<Arc<Endpoint>>>,
+    backend: RwLock<Option<Backend>>,
     closed: CancellationToken,
 }
 
 impl Lock {
+    /// A lock on one Redis server.
     pub fn new(url: &str, namespace: &str, timeouts: Timeouts) -> Result<Lock> {
-        let endpoint = Endpoint::shared(url, timeouts)?;
-        Ok(Lock {
+        let backend = Backend::Single(Endpoint::shared(url, timeouts)?);
+        Ok(Self::with_backend(backend, namespace))
+    }
+
+    /// A lock on several independent Redis masters: one URL is the single-server mode, two or
+    /// more the quorum (Redlock) mode, where a majority must grant each lock.
+    pub fn with_urls(urls: &[String], namespace: &str, timeouts: Timeouts) -> Result<Lock> {
+        match urls {
+            [] => Err(LockError::InvalidArg("no Redis URL given".to_owned())),
+            [url] => Self::new(url, namespace, timeouts),
+            urls => Ok(Self::with_backend(
+                Backend::Quorum(Quorum::shared(urls, timeouts)?),
+                namespace,
+            )),
+        }
+    }
+
+    fn with_backend(backend: Backend, namespace: &str) -> Lock {
+        Lock {
             inner: Arc::new(Inner {
                 namespace: namespace.to_owned(),
                 counter_key: format!("{namespace}index"),
                 channel: format!("{namespace}-release"),
-                endpoint: RwLock::new(Some(endpoint)),
+                backend: RwLock::new(Some(backend)),
                 closed: CancellationToken::new(),
             }),
-        })
+        }
     }
 
     pub fn namespace(&self) -> &str {
@@ -146,12 +165,12 @@ impl Lock {
         &self.inner.counter_key
     }
 
-    fn endpoint(&self) -> Result<Arc<Endpoint>> {
+    fn backend(&self) -> Result<Backend> {
         if self.inner.closed.is_cancelled() {
             return Err(LockError::Closed);
         }
         self.inner
-            .endpoint
+            .backend
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -162,7 +181,7 @@ impl Lock {
     pub fn close(&self) {
         self.inner.closed.cancel();
         self.inner
-            .endpoint
+            .backend
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
@@ -175,23 +194,16 @@ impl Lock {
     /// One attempt to take lock `id` for `ttl_ms`.
     pub async fn acquire(&self, id: &str, ttl_ms: u64) -> Result<Acquired> {
         check_ttl(ttl_ms)?;
-        let endpoint = self.endpoint()?;
+        let backend = self.backend()?;
         let key = self.key(id);
-        self.attempt(&endpoint, &key, ttl_ms).await
+        self.attempt(&backend, &key, ttl_ms).await
     }
 
-    async fn attempt(&self, endpoint: &Endpoint, key: &str, ttl_ms: u64) -> Result<Acquired> {
-        let mut conn = endpoint.connection().await?;
-        let sent_at = Instant::now();
-        let (success, index, ttl): (i64, i64, i64) = ACQUIRE_SCRIPT
-            .run(&mut conn, &[key, &self.inner.counter_key], ttl_ms)
-            .await?;
-        Ok(Acquired {
-            success: success == 1,
-            index,
-            ttl,
-            sent_at,
-        })
+    async fn attempt(&self, backend: &Backend, key: &str, ttl_ms: u64) -> Result<Acquired> {
+        match backend {
+            Backend::Single(node) => node.acquire(key, &self.inner.counter_key, ttl_ms).await,
+            Backend::Quorum(nodes) => nodes.acquire(key, &self.inner.counter_key, ttl_ms).await,
+        }
     }
 
     /// Takes lock `id`, waiting up to `wait` (forever if `None`) for its holder to release it.
@@ -219,16 +231,16 @@ impl Lock {
             return Err(LockError::Aborted);
         }
         check_ttl(ttl_ms)?;
-        let endpoint = self.endpoint()?;
+        let backend = self.backend()?;
         let key = self.key(id);
         let started = Instant::now();
         let deadline = wait.map(|w| started + w);
-        endpoint.ensure_subscriber();
+        let waiters = backend.waiters();
 
-        let mut place = endpoint.waiters.join(&self.inner.channel, &key);
+        let mut place = waiters.join(&self.inner.channel, &key);
         // Subscribed before the first attempt: a release between a failed attempt and the wait
         // is then always heard (redfour subscribed after failing, and could sleep a whole TTL).
-        let limit = started + endpoint.timeouts().connect;
+        let limit = started + backend.timeouts().connect;
         let limit = deadline.map_or(limit, |d| d.min(limit));
         tokio::select! {
             _ = place.subscribed(limit) => {}
@@ -243,11 +255,9 @@ impl Lock {
         let mut failing_since: Option<Instant> = None;
         loop {
             if try_now && place.is_head() {
-                match self.attempt(&endpoint, &key, ttl_ms).await {
+                match self.attempt(&backend, &key, ttl_ms).await {
                     Ok(got) if got.success => {
-                        return self
-                            .won(&endpoint, place, &key, got, immediate, abort)
-                            .await;
+                        return self.won(&backend, place, &key, got, immediate, abort).await;
                     }
                     Ok(held) => {
                         failing_since = None;
@@ -284,8 +294,8 @@ impl Lock {
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
                     // Out of time: one last attempt, whose answer is the answer.
-                    return match self.attempt(&endpoint, &key, ttl_ms).await {
-                        Ok(got) if got.success => self.won(&endpoint, place, &key, got, false, abort).await,
+                    return match self.attempt(&backend, &key, ttl_ms).await {
+                        Ok(got) if got.success => self.won(&backend, place, &key, got, false, abort).await,
                         Ok(held) => Ok(WaitAcquired {
                             success: false,
                             index: held.index,
@@ -306,7 +316,7 @@ impl Lock {
     /// then the grant is released at once rather than leaked until its TTL.
     async fn won(
         &self,
-        endpoint: &Endpoint,
+        backend: &Backend,
         place: Registration,
         key: &str,
         got: Acquired,
@@ -323,7 +333,7 @@ impl Lock {
         };
         if let Some(err) = refused {
             // Best effort: if this fails too, the TTL still ends the lease.
-            let _ = self.release_key(endpoint, key, got.index).await;
+            let _ = self.release_key(backend, key, got.index).await;
             return Err(err);
         }
         Ok(WaitAcquired {
@@ -337,48 +347,57 @@ impl Lock {
 
     /// Releases lock `id` if it is still held under `index`, and wakes its waiters.
     pub async fn release(&self, id: &str, index: i64) -> Result<Released> {
-        let endpoint = self.endpoint()?;
+        let backend = self.backend()?;
         let key = self.key(id);
-        self.release_key(&endpoint, &key, index).await
+        self.release_key(&backend, &key, index).await
     }
 
-    async fn release_key(&self, endpoint: &Endpoint, key: &str, index: i64) -> Result<Released> {
-        let mut conn = endpoint.connection().await?;
-        let (success, result, current): (i64, String, i64) = RELEASE_SCRIPT
-            .run(&mut conn, &[key], (index, &self.inner.channel))
-            .await?;
-        let result = match result.as_str() {
-            "released" => ReleaseResult::Released,
-            "expired" => ReleaseResult::Expired,
-            _ => ReleaseResult::Conflict,
-        };
-        Ok(Released {
-            success: success == 1,
-            result,
-            index: current,
-        })
+    async fn release_key(&self, backend: &Backend, key: &str, index: i64) -> Result<Released> {
+        let channel = &self.inner.channel;
+        match backend {
+            Backend::Single(node) => node.release(key, index, channel).await,
+            Backend::Quorum(nodes) => nodes.release(key, index, channel).await,
+        }
     }
 
     /// Sets the TTL of lock `id` to `ttl_ms` if it is still held under `index`.
     pub async fn renew(&self, id: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
         check_ttl(ttl_ms)?;
-        let endpoint = self.endpoint()?;
         let key = self.key(id);
-        let mut conn = endpoint.connection().await?;
-        let (success, result, index, ttl): (i64, String, i64, i64) = RENEW_SCRIPT
-            .run(&mut conn, &[key.as_str()], (index, ttl_ms))
-            .await?;
-        let result = match result.as_str() {
-            "renewed" => RenewResult::Renewed,
-            "missing" => RenewResult::Missing,
-            _ => RenewResult::Conflict,
-        };
-        Ok(Renewed {
-            success: success == 1,
-            result,
-            index,
-            ttl,
-        })
+        match self.backend()? {
+            Backend::Single(node) => node.renew(&key, index, ttl_ms).await,
+            Backend::Quorum(nodes) => nodes.renew(&key, index, ttl_ms).await,
+        }
+    }
+}
+
+/// Where the locks live.
+#[derive(Clone)]
+enum Backend {
+    Single(Arc<Endpoint>),
+    Quorum(Arc<Quorum>),
+}
+
+impl Backend {
+    /// The waiters woken by this backend's release messages, with their subscribers running.
+    fn waiters(&self) -> &Arc<Waiters> {
+        match self {
+            Backend::Single(node) => {
+                node.ensure_subscriber();
+                &node.waiters
+            }
+            Backend::Quorum(nodes) => {
+                nodes.ensure_subscribers();
+                &nodes.waiters
+            }
+        }
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        match self {
+            Backend::Single(node) => node.timeouts(),
+            Backend::Quorum(nodes) => nodes.timeouts(),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod endpoint;
 pub mod error;
 pub mod lease;
 pub mod lock;
+pub mod quorum;
 pub mod scripts;
 pub mod subscriber;
 pub mod waiters;

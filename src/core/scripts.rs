@@ -29,7 +29,8 @@ return {1, index, ttl}
 "#;
 
 /// Returns `{1, "released", index}`, `{0, "conflict", holder index or -1}`, or
-/// `{1, "expired", -1}` when the key is already gone. Publishes on ARGV[2] only on a real release.
+/// `{1, "expired", -1}` when the key is already gone. Publishes on ARGV[2] only on a real release
+/// (and not at all when ARGV[2] is empty: undoing a grant nobody saw).
 pub const RELEASE: &str = r#"
 if redis.call("EXISTS", KEYS[1]) == 0 then
   return {1, "expired", -1}
@@ -37,7 +38,9 @@ end
 local current = tonumber(redis.call("HGET", KEYS[1], "index"))
 if current ~= nil and current == tonumber(ARGV[1]) then
   redis.call("DEL", KEYS[1])
-  redis.call("PUBLISH", ARGV[2], KEYS[1])
+  if ARGV[2] ~= "" then
+    redis.call("PUBLISH", ARGV[2], KEYS[1])
+  end
   return {1, "released", current}
 end
 return {0, "conflict", current or -1}
@@ -59,6 +62,23 @@ if current ~= nil and current == tonumber(ARGV[1]) then
   return {1, "renewed", current, ttl}
 end
 return {0, "conflict", -1, redis.call("PTTL", KEYS[1])}
+"#;
+
+/// Quorum mode's second round: on a node that granted the lock under its own index ARGV[1],
+/// store the agreed token ARGV[2] as the lock's index and raise the node's counter to at least
+/// the token (see quorum.rs for why). Returns 1, or 0 if the node no longer holds our grant.
+pub const COMMIT: &str = r#"
+local mine = tonumber(redis.call("HGET", KEYS[1], "index"))
+if mine == nil or mine ~= tonumber(ARGV[1]) then
+  return 0
+end
+local token = tonumber(ARGV[2])
+redis.call("HSET", KEYS[1], "index", token)
+local counter = tonumber(redis.call("GET", KEYS[2]) or "0")
+if counter < token then
+  redis.call("SET", KEYS[2], token)
+end
+return 1
 "#;
 
 /// A script with its SHA1 computed once.
@@ -111,3 +131,4 @@ impl StaticScript {
 pub static ACQUIRE_SCRIPT: StaticScript = StaticScript::new(ACQUIRE);
 pub static RELEASE_SCRIPT: StaticScript = StaticScript::new(RELEASE);
 pub static RENEW_SCRIPT: StaticScript = StaticScript::new(RENEW);
+pub static COMMIT_SCRIPT: StaticScript = StaticScript::new(COMMIT);

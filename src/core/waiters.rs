@@ -25,8 +25,9 @@ pub enum SubscriberCommand {
 pub struct Waiters {
     state: Mutex<State>,
     next_id: AtomicU64,
-    /// Started on first use, from inside the runtime; see `Endpoint`.
-    subscriber: Mutex<Option<mpsc::UnboundedSender<SubscriberCommand>>>,
+    /// One per server whose releases wake these waiters; started on first use, from inside the
+    /// runtime (see `Endpoint::ensure_subscriber`).
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<SubscriberCommand>>>,
 }
 
 #[derive(Default)]
@@ -56,7 +57,7 @@ impl Waiters {
         Waiters {
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
-            subscriber: Mutex::new(None),
+            subscribers: Mutex::new(Vec::new()),
         }
     }
 
@@ -67,24 +68,22 @@ impl Waiters {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Installs the channel to the subscriber task, or returns false if one is already running.
-    pub fn attach_subscriber(
+    /// Starts the subscriber tasks with `make` unless they are already running.
+    pub fn attach_subscribers(
         &self,
-        make: impl FnOnce() -> mpsc::UnboundedSender<SubscriberCommand>,
-    ) -> bool {
-        let mut slot = self.subscriber.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref().is_some_and(|tx| !tx.is_closed()) {
-            return false;
+        make: impl FnOnce() -> Vec<mpsc::UnboundedSender<SubscriberCommand>>,
+    ) {
+        let mut running = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        if running.is_empty() || running.iter().all(|tx| tx.is_closed()) {
+            *running = make();
         }
-        *slot = Some(make());
-        true
     }
 
-    fn send(&self, command: SubscriberCommand) {
-        let slot = self.subscriber.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = slot.as_ref() {
+    fn send(&self, command: impl Fn() -> SubscriberCommand) {
+        let running = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        for tx in running.iter() {
             // A closed channel means the endpoint is shutting down: nobody is left to wake.
-            let _ = tx.send(command);
+            let _ = tx.send(command());
         }
     }
 
@@ -116,7 +115,7 @@ impl Waiters {
         let subscribed = entry.subscribed.subscribe();
         drop(state);
         if created {
-            self.send(SubscriberCommand::Subscribe(channel.to_owned()));
+            self.send(|| SubscriberCommand::Subscribe(channel.to_owned()));
         }
         Registration {
             waiters: self.clone(),
@@ -222,7 +221,7 @@ impl Waiters {
             if entry.keys.is_empty() {
                 state.channels.remove(channel);
                 drop(state);
-                self.send(SubscriberCommand::Unsubscribe(channel.to_owned()));
+                self.send(|| SubscriberCommand::Unsubscribe(channel.to_owned()));
             }
         }
     }

@@ -1,0 +1,265 @@
+//! N independent Redis masters (the Redlock algorithm): a lock is granted when a majority of
+//! the nodes grant it within its validity time.
+//!
+//! Fencing tokens stay strictly increasing per namespace although nodes fail and recover.
+//! Each node INCRs its own counter; the token is the highest value among the granting majority,
+//! and before the grant counts it is committed to that majority: each granting node sets the
+//! lock's `index` to the token and raises its counter to at least the token. Any later grant
+//! needs a majority too, and two majorities share a node; that node's counter is already at or
+//! past the earlier token, so its INCR (and so the later token, the maximum) is higher.
+//! This holds while nodes keep their counters: a node restarted without persistence must stay
+//! out for longer than the longest TTL (Redlock's "delayed restart"), or run with AOF fsync.
+
+use crate::core::endpoint::{Endpoint, Registry, Timeouts};
+use crate::core::error::{LockError, Result};
+use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
+use crate::core::scripts::COMMIT_SCRIPT;
+use crate::core::waiters::Waiters;
+use futures_util::future::join_all;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub struct Quorum {
+    nodes: Vec<Arc<Endpoint>>,
+    pub waiters: Arc<Waiters>,
+    timeouts: Timeouts,
+}
+
+static QUORUMS: Registry<(Vec<String>, Timeouts), Quorum> = Registry::new();
+
+/// What one node answered, within the per-node time limit.
+type Vote<T> = Option<Result<T>>;
+
+impl Quorum {
+    /// The quorum over `urls` (order does not matter), shared by every Lock with the same set.
+    pub fn shared(urls: &[String], timeouts: Timeouts) -> Result<Arc<Quorum>> {
+        let mut key: Vec<String> = urls.to_vec();
+        key.sort();
+        key.dedup();
+        if key.len() != urls.len() {
+            return Err(LockError::InvalidArg(
+                "the same Redis URL is listed twice".to_owned(),
+            ));
+        }
+        QUORUMS.get_or_create((key, timeouts), || {
+            let nodes = urls
+                .iter()
+                .map(|url| Endpoint::shared(url, timeouts))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Arc::new(Quorum {
+                nodes,
+                waiters: Arc::new(Waiters::new()),
+                timeouts,
+            }))
+        })
+    }
+
+    pub fn majority(&self) -> usize {
+        self.nodes.len() / 2 + 1
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// One subscriber per node, all waking the same waiters.
+    pub fn ensure_subscribers(&self) {
+        self.waiters.attach_subscribers(|| {
+            self.nodes
+                .iter()
+                .map(|node| node.spawn_subscriber(&self.waiters))
+                .collect()
+        });
+    }
+
+    /// Asks every node at once; a node that has not answered within `limit` counts as down.
+    async fn ask<'a, T, F, Fut>(&'a self, limit: Duration, op: F) -> Vec<Vote<T>>
+    where
+        F: Fn(&'a Endpoint) -> Fut,
+        Fut: Future<Output = Result<T>> + 'a,
+    {
+        join_all(
+            self.nodes
+                .iter()
+                .map(|node| async { tokio::time::timeout(limit, op(node)).await.ok() }),
+        )
+        .await
+    }
+
+    /// A node must answer well within the lock's TTL for its vote to be useful (Redlock).
+    fn node_limit(&self, ttl_ms: u64) -> Duration {
+        Duration::from_millis((ttl_ms / 3).max(5)).min(self.timeouts.command)
+    }
+
+    fn no_quorum(&self, answered: usize) -> LockError {
+        LockError::NoQuorum(format!(
+            "{answered} of {} Redis nodes answered; {} are needed",
+            self.nodes.len(),
+            self.majority()
+        ))
+    }
+
+    pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
+        let sent_at = Instant::now();
+        let limit = self.node_limit(ttl_ms);
+        let votes = self
+            .ask(limit, |node| node.acquire(key, counter_key, ttl_ms))
+            .await;
+        let answered = votes.iter().filter(|v| matches!(v, Some(Ok(_)))).count();
+        let granted: Vec<(usize, i64)> = votes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| match v {
+                Some(Ok(a)) if a.success => Some((i, a.index)),
+                _ => None,
+            })
+            .collect();
+        let holder_ttl = votes
+            .iter()
+            .filter_map(|v| match v {
+                Some(Ok(a)) if !a.success && a.ttl >= 0 => Some(a.ttl),
+                _ => None,
+            })
+            .min();
+
+        if granted.len() >= self.majority() {
+            let token = granted.iter().map(|&(_, index)| index).max().unwrap_or(0);
+            let commits = join_all(granted.iter().map(|&(i, index)| async move {
+                let mut conn = self.nodes[i].connection().await.ok()?;
+                let keys = [key, counter_key];
+                let run = COMMIT_SCRIPT.run::<i64>(&mut conn, &keys, (index, token));
+                matches!(tokio::time::timeout(limit, run).await, Ok(Ok(1))).then_some(i)
+            }))
+            .await;
+            let committed = commits.iter().flatten().count();
+            let drift = Duration::from_millis(ttl_ms / 100 + 2);
+            let elapsed = sent_at.elapsed();
+            let ttl = Duration::from_millis(ttl_ms);
+            if committed >= self.majority() && elapsed + drift < ttl {
+                return Ok(Acquired {
+                    success: true,
+                    index: token,
+                    // What is left of the lease: redfour reported the TTL asked for.
+                    ttl: (ttl - elapsed - drift).as_millis() as i64,
+                    sent_at,
+                });
+            }
+            self.undo(key, &granted, token).await;
+            // Too slow or not committed: try again soon.
+            return Ok(Acquired {
+                success: false,
+                index: -1,
+                ttl: 0,
+                sent_at,
+            });
+        }
+        if !granted.is_empty() {
+            self.undo(key, &granted, -1).await;
+        }
+        if answered < self.majority() {
+            return Err(self.no_quorum(answered));
+        }
+        Ok(Acquired {
+            success: false,
+            index: -1,
+            ttl: holder_ttl.unwrap_or(0),
+            sent_at,
+        })
+    }
+
+    /// Releases a partial grant at once, on the nodes that granted it (under either the node's
+    /// own index or the committed token), so it does not block others until its TTL.
+    async fn undo(&self, key: &str, granted: &[(usize, i64)], token: i64) {
+        // No release message: the lock was never granted, nobody waits for it.
+        join_all(granted.iter().map(|&(i, index)| async move {
+            let node = &self.nodes[i];
+            if token > 0 {
+                let _ = node.release(key, token, "").await;
+            }
+            let _ = node.release(key, index, "").await;
+        }))
+        .await;
+    }
+
+    pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
+        let votes = self
+            .ask(self.timeouts.command, |node| {
+                node.release(key, index, channel)
+            })
+            .await;
+        let answers: Vec<&Released> = votes
+            .iter()
+            .filter_map(|v| v.as_ref()?.as_ref().ok())
+            .collect();
+        let count = |r: ReleaseResult| answers.iter().filter(|a| a.result == r).count();
+        if count(ReleaseResult::Released) > 0 {
+            return Ok(Released {
+                success: true,
+                result: ReleaseResult::Released,
+                index,
+            });
+        }
+        if answers.len() < self.majority() {
+            return Err(self.no_quorum(answers.len()));
+        }
+        if count(ReleaseResult::Conflict) > 0 {
+            let holder = answers
+                .iter()
+                .filter(|a| a.result == ReleaseResult::Conflict)
+                .map(|a| a.index)
+                .max()
+                .unwrap_or(-1);
+            return Ok(Released {
+                success: false,
+                result: ReleaseResult::Conflict,
+                index: holder,
+            });
+        }
+        Ok(Released {
+            success: true,
+            result: ReleaseResult::Expired,
+            index: -1,
+        })
+    }
+
+    pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
+        let sent_at = Instant::now();
+        let votes = self
+            .ask(self.node_limit(ttl_ms), |node| {
+                node.renew(key, index, ttl_ms)
+            })
+            .await;
+        let answers: Vec<&Renewed> = votes
+            .iter()
+            .filter_map(|v| v.as_ref()?.as_ref().ok())
+            .collect();
+        let count = |r: RenewResult| answers.iter().filter(|a| a.result == r).count();
+        let drift = Duration::from_millis(ttl_ms / 100 + 2);
+        let ttl = Duration::from_millis(ttl_ms);
+        let elapsed = sent_at.elapsed();
+        if count(RenewResult::Renewed) >= self.majority() && elapsed + drift < ttl {
+            return Ok(Renewed {
+                success: true,
+                result: RenewResult::Renewed,
+                index,
+                ttl: (ttl - elapsed - drift).as_millis() as i64,
+            });
+        }
+        if answers.len() < self.majority() {
+            return Err(self.no_quorum(answers.len()));
+        }
+        let result = if count(RenewResult::Conflict) > 0 {
+            RenewResult::Conflict
+        } else {
+            RenewResult::Missing
+        };
+        Ok(Renewed {
+            success: false,
+            result,
+            index: -1,
+            ttl: answers.iter().map(|a| a.ttl).max().unwrap_or(-2),
+        })
+    }
+}
