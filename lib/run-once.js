@@ -224,8 +224,9 @@ class Schedule extends EventEmitter {
     this._timer = null;
     this._controller = new AbortController();
     this._current = null;
-    if (this._runNow) this._tick();
-    else this._arm();
+    // The start of the last period this scheduler ran (or skipped on purpose); see _arm.
+    this._lastStart = this._runNow ? null : periodAt(this._schedule, Date.now()).start;
+    this._arm();
   }
 
   get stopped() {
@@ -240,19 +241,27 @@ class Schedule extends EventEmitter {
     if (this._current) await this._current.catch(() => {});
   }
 
+  /**
+   * Runs the current period if this scheduler has not yet (also when a long run or wait made it
+   * miss the period's start), else sleeps until the next period starts (plus delayMs).
+   */
   _arm() {
     if (this._stopped) return;
-    const { end } = periodAt(this._schedule, Date.now());
-    // Timers cannot wait longer than 2^31-1 ms: wake up and re-arm.
-    const delay = Math.min(Math.max(end - Date.now(), 0) + this._delayMs, MAX_TTL_MS);
-    this._timer = setTimeout(() => {
-      if (Date.now() >= end) this._tick();
-      else this._arm();
-    }, delay);
+    const now = Date.now();
+    const { start, end } = periodAt(this._schedule, now);
+    const pending = start !== this._lastStart;
+    if (pending && now >= start + this._delayMs) {
+      this._tick(start);
+      return;
+    }
+    const target = (pending ? start : end) + this._delayMs;
+    // Timers cannot wait longer than 2^31-1 ms, and may fire a little early: re-arm either way.
+    const delay = Math.min(Math.max(target - now, 1), MAX_TTL_MS);
+    this._timer = setTimeout(() => this._arm(), delay);
   }
 
-  _tick() {
-    if (this._stopped) return;
+  _tick(start) {
+    this._lastStart = start;
     const run = runOnce(this._lock, this._name, this._schedule.kind === 'every'
       ? { every: this._schedule.every, offset: this._schedule.offset }
       : { cron: this._schedule.expression, tz: this._schedule.tz }, this._job, { ...this._options, signal: this._controller.signal });
