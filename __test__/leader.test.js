@@ -179,6 +179,33 @@ describe('leader election in one process', () => {
   });
 });
 
+describe('leader election through a Redis outage', () => {
+  it('the leader is revoked when Redis goes away, nothing is thrown, and it is re-elected after', async () => {
+    const own = await startRedis();
+    try {
+      const lock = new Lock({ redis: own.url, namespace: uniqueNs('outage'), connectTimeout: 300, commandTimeout: 300 });
+      locks.push(lock);
+      const elector = elect(lock, 'O', { ttl: 1000, retryMaxMs: 300 }); // no 'error' listener on purpose
+      const [term] = await within(once(elector, 'elected'), 5000, 'elected');
+      const revoked = once(elector, 'revoked');
+      await own.stop();
+      const [info] = await within(revoked, 5000, 'revoked while Redis is down');
+      assert.equal(info.reason, 'unreachable');
+      assert.equal(term.signal.aborted, true);
+      assert.equal(elector.isLeader, false);
+      await sleep(500); // campaigning against a dead server: retried quietly
+      const again = once(elector, 'elected');
+      await own.start();
+      const [next] = await within(again, 10000, 're-elected after Redis came back');
+      assert.equal(typeof next.epoch, 'number');
+      assert.equal(elector.isLeader, true);
+      await elector.stop();
+    } finally {
+      await own.cleanup();
+    }
+  });
+});
+
 describe('leader election across processes', () => {
   it('a SIGKILLed leader is replaced within its TTL', async () => {
     const ns = uniqueNs('kill');
