@@ -153,7 +153,7 @@ handlers.startWait = async ({ id, ttl, waitMs }) => {
 // section that updates a non-atomic counter in a file (read, mark busy, sleep, write).
 let contention = null;
 handlers.contend = async ({ id, waiters, sectionMs, ttl, waitMs, counterFile }) => {
-  const state = { sections: [], violations: 0, timeouts: 0, errors: 0, done: 0 };
+  const state = { sections: [], violations: 0, timeouts: 0, errors: 0, done: 0, stopping: false, inSection: false };
   contention = state;
   async function one() {
     const h = await lock.wait(id, ttl, waitMs);
@@ -161,6 +161,11 @@ handlers.contend = async ({ id, waiters, sectionMs, ttl, waitMs, counterFile }) 
       state.timeouts++;
       return;
     }
+    if (state.stopping) {
+      await lock.release(h);
+      return;
+    }
+    state.inSection = true;
     const start = now();
     const [count, busy] = fs.readFileSync(counterFile, 'utf8').split(',').map(Number);
     if (busy) state.violations++;
@@ -169,6 +174,7 @@ handlers.contend = async ({ id, waiters, sectionMs, ttl, waitMs, counterFile }) 
     const after = fs.readFileSync(counterFile, 'utf8').split(',').map(Number);
     if (after[0] !== count || after[1] !== 1) state.violations++;
     fs.writeFileSync(counterFile, `${count + 1},0`);
+    state.inSection = false;
     const end = now();
     state.sections.push([String(start), String(end)]);
     await lock.release(h);
@@ -191,7 +197,15 @@ function report(state) {
     done: state.done,
   };
 }
-handlers.contentionReport = async () => (contention ? report(contention) : {});
+// Past the time cap: start no more sections, let a running one finish (so the counter file is
+// never left half-written), and report what was done.
+handlers.contentionStop = async () => {
+  if (!contention) return {};
+  contention.stopping = true;
+  const until = Date.now() + 2000;
+  while (contention.inSection && Date.now() < until) await sleep(1);
+  return report(contention);
+};
 
 // 5. Scale: locks held by one process, waited on by another.
 let scaleHeld = [];

@@ -13,6 +13,7 @@ const COLORS = {
   ioredfour: [44, 160, 44],
   redlock: [148, 103, 189],
   'redis-semaphore': [255, 127, 14],
+  floor: [127, 127, 127],
 };
 const INK = [40, 40, 40];
 const GRID = [225, 225, 225];
@@ -143,12 +144,6 @@ function panel(cv, { x, y, w, h, title, ylabel, categories, series, kind, axis, 
   }
   cv.line(plotX, plotY, plotX, plotY + plotH, AXIS);
   cv.line(plotX, plotY + plotH, plotX + plotW, plotY + plotH, AXIS);
-  cv.text(ylabel, x + 4, y + 26, AXIS, 2);
-  if (refLine) {
-    const yy = ly(refLine.value);
-    cv.line(plotX, yy, plotX + plotW, yy, [200, 0, 0], 1, 6);
-    cv.text(refLine.label, plotX + plotW - 4, yy - 18, [200, 0, 0], 2, 'right');
-  }
   const slot = plotW / categories.length;
   if (kind === 'bars') {
     // categories = libraries; series = [{name, values[], shade}]
@@ -163,12 +158,12 @@ function panel(cv, { x, y, w, h, title, ylabel, categories, series, kind, axis, 
         const top = Math.max(plotY, ly(Math.min(v, hi)));
         cv.rect(bx, top, barW - 3, plotY + plotH - top, c);
       });
-      cv.text(lib.replace('redis-semaphore', 'semaphore').replace('redfour-native', 'native'), plotX + i * slot + slot / 2, plotY + plotH + 10, INK, 2, 'center');
+      cv.text(lib.replace('redis-semaphore', 'semaphore').replace('redfour-native', 'native'), plotX + i * slot + slot / 2, plotY + plotH + 10 + (i % 2) * 18, INK, 2, 'center');
     });
-    cv.rect(plotX + 10, y + h - 40, 16, 16, [120, 120, 120]);
-    cv.text('P50', plotX + 32, y + h - 37, INK, 2);
-    cv.rect(plotX + 90, y + h - 40, 16, 16, [200, 200, 200]);
-    cv.text('P99', plotX + 112, y + h - 37, INK, 2);
+    cv.rect(plotX + 10, plotY + 6, 16, 16, [120, 120, 120]);
+    cv.text('P50', plotX + 32, plotY + 9, INK, 2);
+    cv.rect(plotX + 90, plotY + 6, 16, 16, [200, 200, 200]);
+    cv.text('P99 (LIGHT)', plotX + 112, plotY + 9, INK, 2);
   } else {
     // categories = N values; series = [{lib, values[], timedOut[]}]
     categories.forEach((n, i) => cv.text(`N=${n}`, plotX + i * slot + slot / 2, plotY + plotH + 10, INK, 2, 'center'));
@@ -189,18 +184,27 @@ function panel(cv, { x, y, w, h, title, ylabel, categories, series, kind, axis, 
       });
     }
     // legend
-    let lx = plotX + 6;
+    let lx = x + 10;
     let lyy = y + h - 44;
-    series.forEach((s, k) => {
-      if (k === 3) {
-        lx = plotX + 6;
+    for (const s of series) {
+      const label = s.lib.replace('redis-semaphore', 'semaphore');
+      const width = 20 + cv.textWidth(label) + 18;
+      if (lx + width > x + w) {
+        lx = x + 10;
         lyy += 20;
       }
-      const label = s.lib.replace('redis-semaphore', 'semaphore');
       cv.rect(lx, lyy + 3, 14, 8, COLORS[s.lib] || INK);
       cv.text(label, lx + 20, lyy, INK, 2);
-      lx += 20 + cv.textWidth(label) + 24;
-    });
+      lx += width;
+    }
+  }
+  if (refLine) {
+    const yy = ly(refLine.value);
+    cv.line(plotX, yy, plotX + plotW, yy, [200, 0, 0], 1, 6);
+    const tw = cv.textWidth(refLine.label);
+    const lx = refLine.left ? plotX + 6 : plotX + plotW - tw - 6;
+    cv.rect(lx - 3, yy - 21, tw + 6, 18, [255, 255, 255]);
+    cv.text(refLine.label, lx, yy - 19, [200, 0, 0], 2);
   }
 }
 
@@ -211,21 +215,20 @@ function write(results, file) {
   const panels = [];
   if (ho) panels.push('handoff');
   if (ct) panels.push('wall', 'cmds');
-  const pw = 520;
-  const ph = 470;
+  const pw = 560;
+  const ph = 480;
   const cv = new Canvas(pw * panels.length, ph + 40);
-  cv.text(`redfour-native vs peers - ${results.date}, ${results.machine.nproc} cores, Redis ${results.machine.redis} (log scales)`, 12, 10, INK, 2);
+  cv.text(`redfour-native vs peers - ${results.date}, ${results.machine.nproc} cores, Redis ${results.machine.redis}, log scales, > = stopped at the time cap`, 12, 10, INK, 2);
   panels.forEach((p, k) => {
     const x = k * pw;
     const y = 36;
     if (p === 'handoff') {
-      const libs = LIBS.filter((l) => ho[l] && ho[l].p50 > 0);
+      const libs = [...LIBS, 'floor'].filter((l) => ho[l] && ho[l].p50 > 0);
       const p50 = libs.map((l) => ho[l].p50);
       const p99 = libs.map((l) => ho[l].p99);
       panel(cv, {
         x, y, w: pw, h: ph,
-        title: 'Hand-off release -> waiter holds',
-        ylabel: 'ms',
+        title: 'Hand-off: release -> waiter holds, ms',
         categories: libs,
         kind: 'bars',
         series: [{ values: p50 }, { values: p99, light: true }],
@@ -246,13 +249,12 @@ function write(results, file) {
       const all = series.flatMap((s) => s.values).filter((v) => v > 0);
       panel(cv, {
         x, y, w: pw, h: ph,
-        title: p === 'wall' ? 'Contention: wall time, one id' : 'Contention: Redis cmds per section',
-        ylabel: p === 'wall' ? 'seconds' : 'commands',
+        title: p === 'wall' ? 'Contention on one id: wall, s' : 'Redis commands per section',
         categories: ns,
         kind: 'lines',
         series,
         axis: logAxis(p === 'wall' ? [...all, 0.01] : [...all, 1]),
-        refLine: p === 'wall' && ns.includes(500) ? { value: 0.8, label: 'target N=500: 0.8 s' } : p === 'cmds' ? { value: 3, label: 'target scripts: 3' } : null,
+        refLine: p === 'wall' && ns.includes(500) ? { value: 0.8, label: 'target N=500: 0.8 s', left: true } : null,
       });
     }
   });

@@ -30,19 +30,17 @@ function requireIoredis() {
 /**
  * The napi class without the JS facade (index.js), to isolate the facade's cost, and its no-op
  * call (a round trip through the native runtime without Redis) to isolate the boundary's. The
- * binding's internal shape changes as the core evolves: both the Promise-returning style and
- * the call-number + batched-completion style (lib/calls.js) are handled.
+ * native object is the one the facade itself constructs (its private `_native`, with `_calls`
+ * for the call-number + batched-completion style), so the benchmark follows the binding as it
+ * changes; the older Promise-returning style is handled too.
  */
 function openNapi(url) {
-  const native = require(path.join(ROOT, 'lib', 'native.js'));
-  const opts = { url, namespace: NAMESPACE, connectTimeoutMs: 5000, commandTimeoutMs: 5000 };
-  let Calls = null;
-  try {
-    ({ Calls } = require(path.join(ROOT, 'lib', 'calls.js')));
-  } catch {}
-  if (Calls) {
-    const calls = new Calls();
-    const n = new native.NativeLock(opts, calls.onDone);
+  const Lock = require(ROOT);
+  const facade = new Lock({ redis: url, namespace: NAMESPACE });
+  const n = facade._native;
+  const calls = facade._calls;
+  if (!n) throw new Error('the facade has no _native object: the napi-only layer cannot be measured');
+  if (calls && typeof calls.start === 'function') {
     const run = (id, fn) => {
       const { call, promise } = calls.start(id);
       fn(call);
@@ -62,11 +60,10 @@ function openNapi(url) {
       },
       noop: typeof n.noop === 'function' ? () => run(0, (c) => n.noop(c)) : null,
       async close() {
-        n.close();
+        await facade.close();
       },
     };
   }
-  const n = new native.NativeLock(opts);
   return {
     async acquire(id, ttl) {
       const r = await n.acquire(String(id), ttl);
@@ -81,7 +78,7 @@ function openNapi(url) {
     },
     noop: typeof n.noop === 'function' ? () => n.noop() : null,
     async close() {
-      n.close();
+      await facade.close();
     },
   };
 }

@@ -147,7 +147,7 @@ function sections(r) {
         const c = byLib[lib];
         if (!ok(c)) return [lib, 'error', '', '', '', '', '', '', ''];
         const wall = c.timedOut ? `> ${fmt(c.wallMs / 1000)} s (${c.done}/${c.n} done)` : `${fmt(c.wallMs / 1000)} s`;
-        const exclusion = c.counterOk && c.violations === 0 && c.overlaps === 0 ? `ok ${c.counter}/${c.done}` : `BROKEN ${c.counter}/${c.done}, ${c.violations + c.overlaps} overlaps`;
+        const exclusion = c.counterOk === null ? `unknown (a worker did not report)` : c.counterOk && c.violations === 0 && c.overlaps === 0 ? `ok ${c.counter}/${c.done}` : `BROKEN ${c.counter}/${c.done}, ${c.violations + c.overlaps} overlaps`;
         const vs = lib === OURS || !ok(ours) ? '' : fmtRatio(c.timedOut && !ours.timedOut ? (c.wallMs / c.done) / (ours.wallMs / ours.done) : c.wallMs / ours.wallMs);
         return [lib, wall, fmt(c.sectionsPerSec), fmt(c.scriptsPerSection), fmt(c.commandsPerSection), fmt(c.gapP50), fmt(c.gapP99), exclusion, vs];
       });
