@@ -1,9 +1,9 @@
 'use strict';
 // Every method in both calling styles, with the exact result shapes of the redfour contract.
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, viaCallback, sleep } = require('./helpers/common');
+const { it, loadLock, uniqueNs, viaCallback, sleep } = require('./helpers/common');
 
 let server;
 let Lock;

@@ -1,10 +1,10 @@
 'use strict';
 // Bad arguments: a TypeError with code ERR_INVALID_ARG, in both calling styles, before Redis
 // is touched (no key written, no script run). redfour would write an immortal lock for a NaN TTL.
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, rejectsWithCode } = require('./helpers/common');
+const { it, loadLock, uniqueNs, rejectsWithCode } = require('./helpers/common');
 
 let server;
 let Lock;

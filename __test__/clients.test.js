@@ -2,12 +2,12 @@
 // An existing client as `redis`: ioredis, node-redis v4, node-redis 2.x (redfour's own, with
 // `.address`). On a password-protected server every connection we open must authenticate
 // (redfour builds its subscriber from `.address` alone and loses the password).
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const IORedis = require('ioredis');
 const nodeRedis = require('redis');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, sleep, within } = require('./helpers/common');
+const { it, loadLock, uniqueNs, sleep, within } = require('./helpers/common');
 
 const PASSWORD = 'p@ss:w/rd "x"';
 let open; // no password

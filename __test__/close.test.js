@@ -1,10 +1,10 @@
 'use strict';
 // close(): idempotent, fails pending waits and later calls with ERR_CLOSED, leaves other Lock
 // instances on the same server working; quit() and Symbol.asyncDispose are aliases.
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, viaCallback, rejectsWithCode, within, sleep } = require('./helpers/common');
+const { it, loadLock, uniqueNs, viaCallback, rejectsWithCode, within, sleep } = require('./helpers/common');
 
 let server;
 let Lock;

@@ -1,7 +1,6 @@
 'use strict';
-const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const { loadLock } = require('./helpers/common');
+const { test, loadLock } = require('./helpers/common');
 
 test('require() returns the Lock constructor, also as .Lock and .default', () => {
   const Lock = loadLock();

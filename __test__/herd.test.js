@@ -2,10 +2,10 @@
 // Thundering herd bound: a release should wake about one waiter, not all of them.
 // redfour@1.0.5 re-runs the acquire script in every waiter on every release (≈ N/2 per
 // critical section); we count EVAL/EVALSHA calls with INFO commandstats.
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, sleep, within } = require('./helpers/common');
+const { it, loadLock, uniqueNs, sleep, within } = require('./helpers/common');
 
 let server;
 let Lock;

@@ -1,10 +1,10 @@
 'use strict';
 // Key names are exactly JavaScript's `${namespace}:${id}`, for any id and namespace, with no
 // Lua injection through the namespace (redfour pastes it into its release script).
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, sleep, within } = require('./helpers/common');
+const { it, loadLock, uniqueNs, sleep, within } = require('./helpers/common');
 
 let server;
 let Lock;

@@ -1,10 +1,10 @@
 'use strict';
 // Rolling upgrade: the real redfour@1.0.5 (callback style) and ioredfour share a Redis with us.
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { promisify } = require('node:util');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, sleep, within } = require('./helpers/common');
+const { it, loadLock, uniqueNs, sleep, within } = require('./helpers/common');
 
 const RedfourLock = require('redfour');
 

@@ -1,10 +1,10 @@
 'use strict';
 // Mutual exclusion across processes: each child increments a Redis counter non-atomically
 // (GET, sleep, SET) under the lock; no increment may be lost.
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { uniqueNs, forkFixture, within, loadLock } = require('./helpers/common');
+const { it, uniqueNs, forkFixture, within, loadLock } = require('./helpers/common');
 
 let server;
 const children = [];

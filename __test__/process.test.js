@@ -1,10 +1,10 @@
 'use strict';
 // Process life: an idle Lock does not keep Node alive, a pending wait does, and a throwing
 // user callback behaves like any Node callback (uncaughtException), never a native abort.
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, forkFixture, within, settledWithin, sleep } = require('./helpers/common');
+const { it, loadLock, uniqueNs, forkFixture, within, settledWithin, sleep } = require('./helpers/common');
 
 let server;
 let Lock;

@@ -1,10 +1,10 @@
 'use strict';
 // Connection economy: Lock instances on one server share connections (redfour opens two per
 // instance), and closing them all gives the connections back.
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, sleep } = require('./helpers/common');
+const { it, loadLock, uniqueNs, sleep } = require('./helpers/common');
 
 let server;
 let Lock;

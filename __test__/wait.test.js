@@ -1,11 +1,11 @@
 'use strict';
 // waitAcquireLock: timeouts, waiting forever, cross-process wake-ups, hand-off order, and
 // redfour's lost wake-up (a release right after a failed attempt must still wake the waiter).
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { promisify } = require('node:util');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, sleep, within, settledWithin, forkFixture } = require('./helpers/common');
+const { it, loadLock, uniqueNs, sleep, within, settledWithin, forkFixture } = require('./helpers/common');
 
 let server;
 let Lock;

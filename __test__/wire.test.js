@@ -1,10 +1,10 @@
 'use strict';
 // The Redis layout must be redfour's, byte for byte: HASH `${ns}:${id}` {index}, PEXPIRE,
 // STRING counter `${ns}index`, PUBLISH on `${ns}-release` with the full key as payload.
-const { describe, it, before, after } = require('node:test');
+const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, sleep, within } = require('./helpers/common');
+const { it, loadLock, uniqueNs, sleep, within } = require('./helpers/common');
 
 let server;
 let Lock;

@@ -4,11 +4,27 @@
 
 const assert = require('node:assert/strict');
 const { fork } = require('node:child_process');
+const nodeTest = require('node:test');
 const path = require('node:path');
 const { sleep } = require('./redis');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
+
+// node:test has no default per-test timeout: one hung test would hang the whole suite. Every
+// test gets one (overridable with the usual options object).
+const DEFAULT_TEST_TIMEOUT_MS = 60000;
+function withTimeout(register) {
+  return (name, options, fn) => {
+    if (typeof options === 'function') {
+      fn = options;
+      options = {};
+    }
+    return register(name, { timeout: DEFAULT_TEST_TIMEOUT_MS, ...(options || {}) }, fn);
+  };
+}
+const it = withTimeout(nodeTest.it);
+const test = withTimeout(nodeTest.test);
 
 /** The package under test (index.js at the repo root). */
 function loadLock() {
@@ -144,6 +160,8 @@ function forkFixture(name, args = {}, options = {}) {
 }
 
 module.exports = {
+  it,
+  test,
   ROOT,
   FIXTURES,
   loadLock,
