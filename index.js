@@ -4,7 +4,7 @@
 // (redfour-native.node); user callbacks are only ever called from here, on a fresh tick,
 // never from inside Rust, so a throwing callback cannot abort the process.
 
-const { connectionUrls } = require('./lib/connection');
+const { connectionUrls, tlsOptions, markInsecure } = require('./lib/connection');
 const { LockError, codes, invalidArg, isLockError, fromNative } = require('./lib/errors');
 const native = require('./lib/native');
 const { abortHandle, acquireHeld, runHeld } = require('./lib/held');
@@ -19,6 +19,7 @@ const MAX_TTL_MS = 2147483647;
 const MAX_ID_LENGTH = 65536;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
+const DEFAULT_REPLICATION_TIMEOUT_MS = 1000;
 
 function checkTtl(value, name, { allowZero = false } = {}) {
   if (typeof value !== 'number' || !Number.isInteger(value)) {
@@ -136,14 +137,23 @@ class Lock {
     if (namespace.length > MAX_ID_LENGTH) throw invalidArg(`options.namespace is longer than ${MAX_ID_LENGTH} characters`);
 
     this._namespace = namespace;
+    const { insecure, ...tls } = tlsOptions(options);
+    const urls = connectionUrls(options.redis).map((url) => (insecure ? markInsecure(url) : url));
+    const minReplications = options.minReplications ?? 0;
+    if (!Number.isInteger(minReplications) || minReplications < 0 || minReplications > 1000) {
+      throw invalidArg(`options.minReplications must be an integer from 0 to 1000, got ${describe(minReplications)}`);
+    }
     this._calls = new Calls();
     this._native = construct(
       native.NativeLock,
       {
-        urls: connectionUrls(options.redis),
+        urls,
         namespace,
         connectTimeoutMs: optionalMs(options, 'connectTimeout', DEFAULT_CONNECT_TIMEOUT_MS),
         commandTimeoutMs: optionalMs(options, 'commandTimeout', DEFAULT_COMMAND_TIMEOUT_MS),
+        ...tls,
+        minReplications,
+        replicationTimeoutMs: optionalMs(options, 'replicationTimeout', DEFAULT_REPLICATION_TIMEOUT_MS),
       },
       this._calls.onDone,
     );

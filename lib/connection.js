@@ -132,4 +132,38 @@ function connectionUrls(redis) {
   return urls;
 }
 
-module.exports = { connectionUrl, connectionUrls, redact };
+function pem(value, name) {
+  if (value === undefined || value === null) return undefined;
+  if (Array.isArray(value)) return Buffer.concat(value.map((v) => pem(v, name)));
+  if (typeof value === 'string') return Buffer.from(value);
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return Buffer.from(value);
+  throw invalidArg(`${name} must be PEM text (string or Buffer)`);
+}
+
+/**
+ * TLS settings from the Lock's `tls` option, or else from the `redis` option (an ioredis-style
+ * `tls` object, or node-redis `socket` fields) or the client instance it names.
+ */
+function tlsOptions(options) {
+  const redis = options.redis && typeof options.redis === 'object' && !Array.isArray(options.redis) ? options.redis : {};
+  const source = redis.options && typeof redis.options === 'object' ? redis.options : redis;
+  const candidates = [options.tls, source.tls, source.socket];
+  const found = candidates.find((c) => c && typeof c === 'object' && (c.ca || c.cert || c.key || c.rejectUnauthorized === false));
+  if (options.tls !== undefined && options.tls !== null && typeof options.tls !== 'object') {
+    throw invalidArg('options.tls must be an object with ca, cert, key, rejectUnauthorized');
+  }
+  if (!found) return {};
+  return {
+    tlsCa: pem(found.ca, 'tls.ca'),
+    tlsCert: pem(found.cert, 'tls.cert'),
+    tlsKey: pem(found.key, 'tls.key'),
+    insecure: found.rejectUnauthorized === false,
+  };
+}
+
+/** redis-rs skips certificate checks for a `rediss://` URL ending in `#insecure`. */
+function markInsecure(url) {
+  return url.startsWith('rediss://') && !url.includes('#') ? `${url}#insecure` : url;
+}
+
+module.exports = { connectionUrl, connectionUrls, tlsOptions, markInsecure, redact };

@@ -34,6 +34,13 @@ pub struct NativeLockOptions {
     pub namespace: String,
     pub connect_timeout_ms: u32,
     pub command_timeout_ms: u32,
+    /// PEM: trusted CA, client certificate and key for `rediss://` URLs.
+    pub tls_ca: Option<Buffer>,
+    pub tls_cert: Option<Buffer>,
+    pub tls_key: Option<Buffer>,
+    /// Single-server mode: replicas that must acknowledge a grant (Redis WAIT).
+    pub min_replications: Option<u32>,
+    pub replication_timeout_ms: Option<u32>,
 }
 
 #[napi(object, object_from_js = false)]
@@ -220,8 +227,30 @@ impl NativeLock {
             connect: Duration::from_millis(options.connect_timeout_ms.max(1).into()),
             command: Duration::from_millis(options.command_timeout_ms.max(1).into()),
         };
+        let pem = |b: &Option<Buffer>| b.as_ref().map(|b| b.to_vec());
+        let tls =
+            (options.tls_ca.is_some() || options.tls_cert.is_some() || options.tls_key.is_some())
+                .then(|| core::Tls {
+                    ca: pem(&options.tls_ca),
+                    cert: pem(&options.tls_cert),
+                    key: pem(&options.tls_key),
+                });
+        let replication =
+            options
+                .min_replications
+                .filter(|&n| n > 0)
+                .map(|replicas| core::Replication {
+                    replicas,
+                    timeout: Duration::from_millis(
+                        options.replication_timeout_ms.unwrap_or(1_000).into(),
+                    ),
+                });
+        let settings = core::Settings {
+            connect: core::Connect { timeouts, tls },
+            replication,
+        };
         let lock =
-            core::Lock::with_urls(&options.urls, &options.namespace, timeouts).map_err(to_napi)?;
+            core::Lock::open(&options.urls, &options.namespace, &settings).map_err(to_napi)?;
         let queue: Arc<std::sync::Mutex<Batch>> = Arc::default();
         let taken = queue.clone();
         let notify = on_done

@@ -3,7 +3,7 @@
 //! open two sockets). Connections are opened on first use and reopened after failures.
 
 use crate::core::error::{LockError, Result};
-use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
+use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed, Replication};
 use crate::core::scripts::{ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
 use crate::core::subscriber;
 use crate::core::waiters::{SubscriberCommand, Waiters};
@@ -31,10 +31,67 @@ impl Default for Timeouts {
     }
 }
 
+/// TLS material in PEM, for `rediss://` URLs whose server the system trust store does not know,
+/// or that want a client certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Tls {
+    pub ca: Option<Vec<u8>>,
+    pub cert: Option<Vec<u8>>,
+    pub key: Option<Vec<u8>>,
+}
+
+/// How to connect, besides the URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Connect {
+    pub timeouts: Timeouts,
+    pub tls: Option<Tls>,
+}
+
+impl From<Timeouts> for Connect {
+    fn from(timeouts: Timeouts) -> Self {
+        Connect {
+            timeouts,
+            tls: None,
+        }
+    }
+}
+
+fn client(url: &str, tls: Option<&Tls>) -> Result<redis::Client> {
+    if url.starts_with("rediss://") {
+        // rustls needs a process-wide crypto provider; an application may have installed its
+        // own already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let invalid =
+        |err: redis::RedisError| LockError::InvalidArg(format!("invalid Redis URL: {err}"));
+    let Some(tls) = tls else {
+        return redis::Client::open(url).map_err(invalid);
+    };
+    let client_tls = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.clone(),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(LockError::InvalidArg(
+                "tls.cert and tls.key go together".to_owned(),
+            ))
+        }
+    };
+    let certificates = redis::TlsCertificates {
+        client_tls,
+        root_cert: tls.ca.clone(),
+    };
+    redis::Client::build_with_tls(url, certificates).map_err(invalid)
+}
+
 pub struct Endpoint {
     client: redis::Client,
     timeouts: Timeouts,
     command: RwLock<Option<ConnectionManager>>,
+    /// Only for grants followed by WAIT: WAIT blocks its connection, so it gets its own.
+    replicated: RwLock<Option<ConnectionManager>>,
     connecting: tokio::sync::Mutex<()>,
     pub waiters: Arc<Waiters>,
 }
@@ -67,18 +124,17 @@ impl<K: std::hash::Hash + Eq, V> Registry<K, V> {
     }
 }
 
-static ENDPOINTS: Registry<(String, Timeouts), Endpoint> = Registry::new();
+static ENDPOINTS: Registry<(String, Connect), Endpoint> = Registry::new();
 
 impl Endpoint {
-    /// The endpoint for `url`, shared with every other user of the same URL and timeouts.
-    pub fn shared(url: &str, timeouts: Timeouts) -> Result<Arc<Endpoint>> {
-        ENDPOINTS.get_or_create((url.to_owned(), timeouts), || {
-            let client = redis::Client::open(url)
-                .map_err(|err| LockError::InvalidArg(format!("invalid Redis URL: {err}")))?;
+    /// The endpoint for `url`, shared with every other user of the same URL and settings.
+    pub fn shared(url: &str, connect: &Connect) -> Result<Arc<Endpoint>> {
+        ENDPOINTS.get_or_create((url.to_owned(), connect.clone()), || {
             Ok(Arc::new(Endpoint {
-                client,
-                timeouts,
+                client: client(url, connect.tls.as_ref())?,
+                timeouts: connect.timeouts,
                 command: RwLock::new(None),
+                replicated: RwLock::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 waiters: Arc::new(Waiters::new()),
             }))
@@ -92,16 +148,25 @@ impl Endpoint {
     /// The command connection, opened on first use. A failed connect is not remembered: the next
     /// call tries again.
     pub async fn connection(&self) -> Result<ConnectionManager> {
-        if let Some(conn) = self.cached() {
+        self.open(&self.command, self.timeouts.command).await
+    }
+
+    async fn open(
+        &self,
+        slot: &RwLock<Option<ConnectionManager>>,
+        response_timeout: Duration,
+    ) -> Result<ConnectionManager> {
+        let cached = || slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(conn) = cached() {
             return Ok(conn);
         }
         let _single_flight = self.connecting.lock().await;
-        if let Some(conn) = self.cached() {
+        if let Some(conn) = cached() {
             return Ok(conn);
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeouts.connect))
-            .set_response_timeout(Some(self.timeouts.command))
+            .set_response_timeout(Some(response_timeout))
             // Fail fast while Redis is down; the next command starts a new reconnect.
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
@@ -117,15 +182,72 @@ impl Endpoint {
                 )))
             }
         };
-        *self.command.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
         Ok(conn)
     }
 
-    fn cached(&self) -> Option<ConnectionManager> {
-        self.command
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// An acquire attempt followed, in the same round trip, by `WAIT replicas timeout`. A grant
+    /// that too few replicas acknowledged comes back with `success: false` and its `index`, for
+    /// the caller to undo.
+    pub async fn acquire_replicated(
+        &self,
+        key: &str,
+        counter_key: &str,
+        ttl_ms: u64,
+        replication: Replication,
+    ) -> Result<Acquired> {
+        let wait_ms = replication.timeout.as_millis() as u64;
+        let mut conn = self
+            .open(
+                &self.replicated,
+                self.timeouts.command + replication.timeout,
+            )
+            .await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA")
+            .arg(ACQUIRE_SCRIPT.hash())
+            .arg(2)
+            .arg(key)
+            .arg(counter_key)
+            .arg(ttl_ms)
+            .cmd("WAIT")
+            .arg(replication.replicas)
+            .arg(wait_ms);
+        let sent_at = Instant::now();
+        let answer: redis::RedisResult<((i64, i64, i64), i64)> =
+            match pipe.query_async(&mut conn).await {
+                Err(err)
+                    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(ACQUIRE_SCRIPT.source())
+                        .exec_async(&mut conn)
+                        .await?;
+                    pipe.query_async(&mut conn).await
+                }
+                other => other,
+            };
+        let ((success, index, ttl), acknowledged) = answer.map_err(|err| {
+            let err = LockError::from(err);
+            match err {
+                LockError::Redis {
+                    message,
+                    transient: false,
+                } => LockError::Redis {
+                    message: format!("minReplications needs the WAIT command: {message}"),
+                    transient: false,
+                },
+                other => other,
+            }
+        })?;
+        let replicated = acknowledged >= i64::from(replication.replicas);
+        Ok(Acquired {
+            success: success == 1 && replicated,
+            index: if success == 1 { index } else { -1 },
+            ttl: if success == 1 && !replicated { 0 } else { ttl },
+            sent_at,
+        })
     }
 
     /// Makes sure the subscriber task runs. Must be called from inside the runtime.

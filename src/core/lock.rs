@@ -1,7 +1,7 @@
 //! The lock engine: redfour's operations on one namespace, over one shared Redis endpoint or a
 //! quorum of independent masters.
 
-use crate::core::endpoint::{Endpoint, Timeouts};
+use crate::core::endpoint::{Connect, Endpoint, Timeouts};
 use crate::core::error::{LockError, Result};
 use crate::core::quorum::Quorum;
 use crate::core::waiters::{jitter, Registration, Waiters, Wake};
@@ -108,38 +108,70 @@ struct Inner {
     /// Dropped on close, so the shared connections close once no Lock uses them.
     backend: RwLock<Option<Backend>>,
     closed: CancellationToken,
+    replication: Option<Replication>,
+}
+
+/// Single-server mode: a grant counts only once `replicas` replicas acknowledged it (Redis
+/// WAIT) within `timeout`; otherwise it is released and reported as not acquired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+/// Everything a Lock is opened with besides its URLs and namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub connect: Connect,
+    pub replication: Option<Replication>,
+}
+
+impl From<Timeouts> for Settings {
+    fn from(timeouts: Timeouts) -> Self {
+        Settings {
+            connect: timeouts.into(),
+            replication: None,
+        }
+    }
 }
 
 impl Lock {
     /// A lock on one Redis server.
     pub fn new(url: &str, namespace: &str, timeouts: Timeouts) -> Result<Lock> {
-        let backend = Backend::Single(Endpoint::shared(url, timeouts)?);
-        Ok(Self::with_backend(backend, namespace))
+        Self::open(&[url.to_owned()], namespace, &Settings::from(timeouts))
     }
 
     /// A lock on several independent Redis masters: one URL is the single-server mode, two or
     /// more the quorum (Redlock) mode, where a majority must grant each lock.
     pub fn with_urls(urls: &[String], namespace: &str, timeouts: Timeouts) -> Result<Lock> {
-        match urls {
-            [] => Err(LockError::InvalidArg("no Redis URL given".to_owned())),
-            [url] => Self::new(url, namespace, timeouts),
-            urls => Ok(Self::with_backend(
-                Backend::Quorum(Quorum::shared(urls, timeouts)?),
-                namespace,
-            )),
-        }
+        Self::open(urls, namespace, &Settings::from(timeouts))
     }
 
-    fn with_backend(backend: Backend, namespace: &str) -> Lock {
-        Lock {
+    /// The general constructor: URLs as in `with_urls`, and every setting.
+    pub fn open(urls: &[String], namespace: &str, settings: &Settings) -> Result<Lock> {
+        let backend = match urls {
+            [] => return Err(LockError::InvalidArg("no Redis URL given".to_owned())),
+            [url] => Backend::Single(Endpoint::shared(url, &settings.connect)?),
+            urls => {
+                if settings.replication.is_some() {
+                    return Err(LockError::InvalidArg(
+                        "minReplications applies to a single Redis server, not to quorum mode"
+                            .to_owned(),
+                    ));
+                }
+                Backend::Quorum(Quorum::shared(urls, &settings.connect)?)
+            }
+        };
+        Ok(Lock {
             inner: Arc::new(Inner {
                 namespace: namespace.to_owned(),
                 counter_key: format!("{namespace}index"),
                 channel: format!("{namespace}-release"),
                 backend: RwLock::new(Some(backend)),
                 closed: CancellationToken::new(),
+                replication: settings.replication,
             }),
-        }
+        })
     }
 
     pub fn namespace(&self) -> &str {
@@ -200,9 +232,24 @@ impl Lock {
     }
 
     async fn attempt(&self, backend: &Backend, key: &str, ttl_ms: u64) -> Result<Acquired> {
-        match backend {
-            Backend::Single(node) => node.acquire(key, &self.inner.counter_key, ttl_ms).await,
-            Backend::Quorum(nodes) => nodes.acquire(key, &self.inner.counter_key, ttl_ms).await,
+        let counter_key = &self.inner.counter_key;
+        match (backend, self.inner.replication) {
+            (Backend::Single(node), None) => node.acquire(key, counter_key, ttl_ms).await,
+            (Backend::Single(node), Some(replication)) => {
+                let got = node
+                    .acquire_replicated(key, counter_key, ttl_ms, replication)
+                    .await?;
+                if got.success {
+                    return Ok(got);
+                }
+                if got.index > 0 {
+                    // Granted but not replicated in time: a failover could lose it. Undo it
+                    // (announced: others saw the key and may be waiting) and report no grant.
+                    node.release(key, got.index, &self.inner.channel).await?;
+                }
+                Ok(Acquired { index: -1, ..got })
+            }
+            (Backend::Quorum(nodes), _) => nodes.acquire(key, counter_key, ttl_ms).await,
         }
     }
 

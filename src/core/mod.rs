@@ -10,9 +10,10 @@ pub mod scripts;
 pub mod subscriber;
 pub mod waiters;
 
-pub use endpoint::Timeouts;
+pub use endpoint::{Connect, Timeouts, Tls};
 pub use error::{LockError, Result};
 pub use lease::{Lease, LeaseOptions, LostReason};
 pub use lock::{
-    Acquired, Lock, ReleaseResult, Released, RenewResult, Renewed, WaitAcquired, MAX_TTL_MS,
+    Acquired, Lock, ReleaseResult, Released, RenewResult, Renewed, Replication, Settings,
+    WaitAcquired, MAX_TTL_MS,
 };

@@ -10,7 +10,7 @@
 //! This holds while nodes keep their counters: a node restarted without persistence must stay
 //! out for longer than the longest TTL (Redlock's "delayed restart"), or run with AOF fsync.
 
-use crate::core::endpoint::{Endpoint, Registry, Timeouts};
+use crate::core::endpoint::{Connect, Endpoint, Registry, Timeouts};
 use crate::core::error::{LockError, Result};
 use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
 use crate::core::scripts::COMMIT_SCRIPT;
@@ -27,14 +27,14 @@ pub struct Quorum {
     timeouts: Timeouts,
 }
 
-static QUORUMS: Registry<(Vec<String>, Timeouts), Quorum> = Registry::new();
+static QUORUMS: Registry<(Vec<String>, Connect), Quorum> = Registry::new();
 
 /// What one node answered, within the per-node time limit.
 type Vote<T> = Option<Result<T>>;
 
 impl Quorum {
     /// The quorum over `urls` (order does not matter), shared by every Lock with the same set.
-    pub fn shared(urls: &[String], timeouts: Timeouts) -> Result<Arc<Quorum>> {
+    pub fn shared(urls: &[String], connect: &Connect) -> Result<Arc<Quorum>> {
         let mut key: Vec<String> = urls.to_vec();
         key.sort();
         key.dedup();
@@ -43,15 +43,15 @@ impl Quorum {
                 "the same Redis URL is listed twice".to_owned(),
             ));
         }
-        QUORUMS.get_or_create((key, timeouts), || {
+        QUORUMS.get_or_create((key, connect.clone()), || {
             let nodes = urls
                 .iter()
-                .map(|url| Endpoint::shared(url, timeouts))
+                .map(|url| Endpoint::shared(url, connect))
                 .collect::<Result<Vec<_>>>()?;
             Ok(Arc::new(Quorum {
                 nodes,
                 waiters: Arc::new(Waiters::new()),
-                timeouts,
+                timeouts: connect.timeouts,
             }))
         })
     }

@@ -95,6 +95,10 @@ impl StaticScript {
         }
     }
 
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
     pub fn hash(&self) -> &str {
         self.hash
             .get_or_init(|| redis::Script::new(self.source).get_hash().to_string())

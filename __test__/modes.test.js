@@ -1,0 +1,179 @@
+'use strict';
+// Beyond one plain Redis: TLS (with a CA made here), an ACL user restricted to the lock's keys
+// and channel, WAIT-based replication acknowledgement, and the quorum of independent masters.
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const Lock = require('..');
+const { RedisServer, freePort, sleep } = require('./helpers/redis');
+
+const locks = [];
+function lock(options) {
+  const l = new Lock(options);
+  locks.push(l);
+  return l;
+}
+after(() => Promise.all(locks.map((l) => l.close())));
+
+/** A throw-away CA and a server certificate for localhost/127.0.0.1, made with openssl. */
+function makeCertificates() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redfour-native-tls-'));
+  const run = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=redfour-native test CA');
+  run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
+  fs.writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'ext.cnf');
+  return { dir, file: (name) => path.join(dir, name) };
+}
+
+describe('TLS', () => {
+  let server;
+  let certs;
+  let tlsPort;
+  before(async () => {
+    certs = makeCertificates();
+    tlsPort = await freePort();
+    server = await new RedisServer({
+      args: [
+        '--tls-port', String(tlsPort),
+        '--tls-cert-file', certs.file('server.crt'),
+        '--tls-key-file', certs.file('server.key'),
+        '--tls-ca-cert-file', certs.file('ca.crt'),
+        '--tls-auth-clients', 'no',
+      ],
+    }).start();
+  });
+  after(async () => {
+    await server.stop();
+    fs.rmSync(certs.dir, { recursive: true, force: true });
+  });
+
+  it('locks and wakes waiters over TLS with a given CA (commands and subscriber)', async () => {
+    const url = `rediss://localhost:${tlsPort}`;
+    const a = lock({ redis: url, namespace: 'tls', tls: { ca: fs.readFileSync(certs.file('ca.crt')) } });
+    const held = await a.acquireLock('x', 10000);
+    assert.equal(held.success, true);
+    const waiting = a.waitAcquireLock('x', 10000, 8000);
+    await sleep(100);
+    await a.releaseLock(held);
+    const got = await waiting;
+    assert.equal(got.success, true);
+    assert.equal(got.immediate, false);
+    assert.equal(await server.command('HGET', 'tls:x', 'index'), String(got.index));
+  });
+
+  it('refuses a server whose certificate it cannot verify, with ERR_REDIS', async () => {
+    const a = lock({ redis: `rediss://localhost:${tlsPort}`, namespace: 'tls', connectTimeout: 1000 });
+    await assert.rejects(a.acquireLock('y', 1000), (err) => err.code === 'ERR_REDIS');
+  });
+
+  it('skips verification only when asked (rejectUnauthorized: false)', async () => {
+    const a = lock({ redis: `rediss://localhost:${tlsPort}`, namespace: 'tls', tls: { rejectUnauthorized: false } });
+    assert.equal((await a.acquireLock('z', 1000)).success, true);
+  });
+});
+
+describe('ACL user restricted to the lock', () => {
+  let server;
+  before(async () => {
+    server = await new RedisServer().start();
+    // The least privilege a Lock in namespace "app" needs (documented in the README).
+    await server.command(
+      'ACL', 'SETUSER', 'locker', 'on', '>s3cret', '~app:*', '~appindex', '&app-release',
+      '+evalsha', '+eval', '+script|load', '+subscribe', '+unsubscribe', '+ping',
+      '+exists', '+pttl', '+incr', '+hset', '+pexpire', '+hget', '+del', '+publish',
+    );
+  });
+  after(() => server.stop());
+
+  it('works with exactly those permissions, including the subscriber', async () => {
+    const a = lock({ redis: `redis://locker:s3cret@127.0.0.1:${server.port}`, namespace: 'app' });
+    const held = await a.acquireLock('x', 10000);
+    const waiting = a.waitAcquireLock('x', 10000, 8000);
+    await sleep(100);
+    await a.releaseLock(held);
+    const got = await waiting;
+    assert.equal(got.success, true);
+    assert.equal((await a.renewLock(got, 10000)).result, 'renewed');
+  });
+
+  it('cannot reach keys outside its pattern', async () => {
+    const a = lock({ redis: `redis://locker:s3cret@127.0.0.1:${server.port}`, namespace: 'other' });
+    await assert.rejects(a.acquireLock('x', 1000), (err) => err.code === 'ERR_REDIS' && /perm/i.test(err.message));
+  });
+
+  it('a wrong password fails with ERR_REDIS and the message does not reveal it', async () => {
+    const a = lock({ redis: `redis://locker:hunter2-wrong@127.0.0.1:${server.port}`, namespace: 'app' });
+    await assert.rejects(a.acquireLock('x', 1000), (err) => {
+      assert.equal(err.code, 'ERR_REDIS');
+      assert.doesNotMatch(err.message, /hunter2/);
+      return true;
+    });
+  });
+});
+
+describe('minReplications (WAIT)', () => {
+  let primary;
+  let replica;
+  before(async () => {
+    primary = await new RedisServer().start();
+    replica = await new RedisServer({ args: ['--replicaof', '127.0.0.1', String(primary.port)] }).start();
+    for (let i = 0; i < 100; i++) {
+      const info = await primary.command('INFO', 'replication');
+      if (/connected_slaves:1/.test(info) && /state=online/.test(info)) break;
+      await sleep(50);
+    }
+  });
+  after(async () => {
+    await replica.stop();
+    await primary.stop();
+  });
+
+  it('grants once a replica acknowledged the write', async () => {
+    const a = lock({ redis: primary.url, namespace: 'rep', minReplications: 1, replicationTimeout: 2000 });
+    const got = await a.acquireLock('x', 10000);
+    assert.equal(got.success, true);
+    assert.equal(await replica.command('HGET', 'rep:x', 'index'), String(got.index));
+  });
+
+  it('reports a grant that too few replicas acknowledged as not acquired, and leaves no key', async () => {
+    const a = lock({ redis: primary.url, namespace: 'rep', minReplications: 2, replicationTimeout: 200 });
+    const got = await a.acquireLock('y', 10000);
+    assert.equal(got.success, false);
+    assert.equal(got.index, -1);
+    assert.equal(await primary.command('EXISTS', 'rep:y'), 0);
+  });
+});
+
+describe('quorum of independent masters', () => {
+  const nodes = [];
+  before(async () => {
+    for (let i = 0; i < 3; i++) nodes.push(await new RedisServer().start());
+  });
+  after(() => Promise.all(nodes.map((n) => n.stop())));
+
+  it('grants on a majority, wakes waiters, and fails with ERR_NO_QUORUM without one', async () => {
+    const urls = nodes.map((n) => n.url);
+    const a = lock({ redis: urls, namespace: 'q', connectTimeout: 300, commandTimeout: 300 });
+    const b = lock({ redis: urls, namespace: 'q', connectTimeout: 300, commandTimeout: 300 });
+    const held = await a.acquireLock('x', 10000);
+    assert.equal(held.success, true);
+    assert.equal((await b.acquireLock('x', 10000)).success, false);
+    const waiting = b.waitAcquireLock('x', 10000, 8000);
+    await sleep(100);
+    assert.equal((await a.releaseLock(held)).result, 'released');
+    const got = await waiting;
+    assert.equal(got.success, true);
+    assert.ok(got.index > held.index);
+    assert.equal((await b.releaseLock(got)).success, true);
+
+    await nodes[0].kill();
+    assert.equal((await a.acquireLock('y', 10000)).success, true, '2 of 3 is a majority');
+    await nodes[1].kill();
+    await assert.rejects(a.acquireLock('z', 10000), (err) => err.code === 'ERR_NO_QUORUM');
+  });
+});
