@@ -38,17 +38,17 @@ const want = (s) => !ONLY || ONLY.includes(s);
 
 const P = QUICK
   ? {
-      latency: { warmup: 300, count: 2000 },
-      throughput: { loops: 64, warmupMs: 300, durationMs: 1000 },
-      handoff: { iterations: 40, settleMs: 15 },
+      latency: { rounds: 1, warmup: 300, count: 2000 },
+      throughput: { rounds: 1, loops: 64, warmupMs: 300, durationMs: 1000 },
+      handoff: { rounds: 1, iterations: 40, settleMs: 15 },
       contention: { ns: [10, 100, 500], capMs: 6000 },
       scale: { waiters: 10000, settleMs: 1500, drainLimitMs: 6000, instances: 1000 },
     }
   : {
-      latency: { warmup: 1000, count: 10000 },
-      throughput: { loops: 64, warmupMs: 1000, durationMs: 3000 },
-      handoff: { iterations: 200, settleMs: 15 },
-      contention: { ns: [10, 100, 500, 2000], capMs: 12000 },
+      latency: { rounds: 3, warmup: 500, count: 9000 },
+      throughput: { rounds: 3, loops: 64, warmupMs: 500, durationMs: 1000 },
+      handoff: { rounds: 2, iterations: 200, settleMs: 15 },
+      contention: { ns: [10, 100, 500, 2000], capMs: 10000 },
       scale: { waiters: 10000, settleMs: 2500, drainLimitMs: 12000, instances: 1000 },
     };
 const CONTENTION = { processes: 4, sectionMs: 1, lockTtl: 1000 };
@@ -162,19 +162,41 @@ async function checkClock() {
 
 // --- 1. Latency -----------------------------------------------------------------------------
 
+/**
+ * Runs `fn(lib, round)` for every library, `rounds` times, alternating the order (forward, then
+ * backward...) so that a change in the machine's load during the run (other processes share
+ * it) falls on every library alike. Returns, per library, the list of round results (or the
+ * first error).
+ */
+async function roundRobin(scenario, names, rounds, fn) {
+  const parts = Object.fromEntries(names.map((n) => [n, []]));
+  const errors = {};
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? names : [...names].reverse();
+    for (const lib of order) {
+      if (errors[lib]) continue;
+      log(`  ${scenario}: ${lib}${rounds > 1 ? ` (round ${round + 1}/${rounds})` : ''}`);
+      await flush();
+      try {
+        parts[lib].push(await fn(lib, round));
+      } catch (err) {
+        errors[lib] = failed(`${scenario} ${lib}`, err);
+      }
+    }
+  }
+  return { parts, errors };
+}
+
 async function latency(url, names) {
+  const { rounds, count, warmup } = P.latency;
+  const per = Math.ceil(count / rounds);
+  const { parts, errors } = await roundRobin('latency', names, rounds, (lib) =>
+    withWorkers(1, lib, url, async ([w]) => (await withTimeout(w.call('latency', { warmup, count: per }), 120000, 'latency')).samples),
+  );
   const out = {};
   for (const lib of names) {
-    log(`  latency: ${lib}`);
-    await flush();
-    try {
-      out[lib] = await withWorkers(1, lib, url, async ([w]) => {
-        const r = await withTimeout(w.call('latency', P.latency), 120000, 'latency');
-        return summary(r.samples);
-      });
-    } catch (err) {
-      out[lib] = failed(`latency ${lib}`, err);
-    }
+    if (errors[lib]) out[lib] = errors[lib];
+    else out[lib] = { ...summary(parts[lib].flat()), roundsP50: parts[lib].map((x) => round(summary(x).p50, 1)) };
   }
   return out;
 }
@@ -182,21 +204,33 @@ async function latency(url, names) {
 // --- 2. Throughput --------------------------------------------------------------------------
 
 async function throughput(url, names) {
+  const { rounds, loops, warmupMs, durationMs } = P.throughput;
+  const { parts, errors } = await roundRobin('throughput', names, rounds, (lib) =>
+    withWorkers(1, lib, url, async ([w]) => {
+      const before = await commandStats();
+      const r = await withTimeout(w.call('throughput', { loops, warmupMs, durationMs }), 60000, 'throughput');
+      return { ...r, cmds: statsDelta(before, await commandStats()) };
+    }),
+  );
   const out = {};
   for (const lib of names) {
-    log(`  throughput: ${lib}`);
-    await flush();
-    try {
-      out[lib] = await withWorkers(1, lib, url, async ([w]) => {
-        const before = await commandStats();
-        const r = await withTimeout(w.call('throughput', P.throughput), 60000, 'throughput');
-        const cmds = statsDelta(before, await commandStats());
-        const s = summary(r.samples);
-        return { pairsPerSec: r.pairs / r.seconds, pairs: r.pairs, seconds: r.seconds, p50: s.p50, p99: s.p99, commandsPerPair: cmds.total / r.total, scriptsPerPair: cmds.scripts / r.total };
-      });
-    } catch (err) {
-      out[lib] = failed(`throughput ${lib}`, err);
+    if (errors[lib]) {
+      out[lib] = errors[lib];
+      continue;
     }
+    const rs = parts[lib];
+    const sum = (f) => rs.reduce((a, r) => a + f(r), 0);
+    const s = summary(rs.flatMap((r) => r.samples));
+    out[lib] = {
+      pairsPerSec: sum((r) => r.pairs) / sum((r) => r.seconds),
+      roundsPairsPerSec: rs.map((r) => Math.round(r.pairs / r.seconds)),
+      pairs: sum((r) => r.pairs),
+      seconds: sum((r) => r.seconds),
+      p50: s.p50,
+      p99: s.p99,
+      commandsPerPair: sum((r) => r.cmds.total) / sum((r) => r.total),
+      scriptsPerPair: sum((r) => r.cmds.scripts) / sum((r) => r.total),
+    };
   }
   return out;
 }
@@ -204,32 +238,51 @@ async function throughput(url, names) {
 // --- 3. Hand-off ----------------------------------------------------------------------------
 
 async function handoff(url, names) {
+  const { rounds, iterations, settleMs } = P.handoff;
+  const per = Math.ceil(iterations / rounds);
+  const { parts, errors } = await roundRobin('hand-off', names, rounds, (lib, r) =>
+    withWorkers(2, lib, url, async ([holder, waiter]) => {
+      const samples = [];
+      let failures = 0;
+      for (let i = 0; i < per; i++) {
+        const id = `ho:${r}:${i}`;
+        await holder.call('hold', { id, ttl: 10000 });
+        const acquired = waiter.next((m) => m.event === 'acquired' && m.id === id);
+        await waiter.call('startWait', { id, ttl: 10000, waitMs: 5000 });
+        await sleep(settleMs);
+        const { t0 } = await holder.call('releaseHeld');
+        const got = await withTimeout(acquired, 10000, 'hand-off');
+        if (got.success) samples.push(Number(BigInt(got.t1) - BigInt(t0)) / 1e6);
+        else failures++;
+      }
+      return { samples, failures };
+    }),
+  );
   const out = {};
   for (const lib of names) {
-    log(`  hand-off: ${lib}`);
-    await flush();
-    try {
-      out[lib] = await withWorkers(2, lib, url, async ([holder, waiter]) => {
-        const samples = [];
-        let failures = 0;
-        for (let i = 0; i < P.handoff.iterations; i++) {
-          const id = `ho:${i}`;
-          await holder.call('hold', { id, ttl: 10000 });
-          const acquired = waiter.next((m) => m.event === 'acquired' && m.id === id);
-          await waiter.call('startWait', { id, ttl: 10000, waitMs: 5000 });
-          await sleep(P.handoff.settleMs);
-          const { t0 } = await holder.call('releaseHeld');
-          const got = await withTimeout(acquired, 10000, 'hand-off');
-          if (got.success) samples.push(Number(BigInt(got.t1) - BigInt(t0)) / 1e6);
-          else failures++;
-        }
-        return { ...summary(samples), failures };
-      });
-    } catch (err) {
-      out[lib] = failed(`hand-off ${lib}`, err);
-    }
+    if (errors[lib]) out[lib] = errors[lib];
+    else out[lib] = { ...summary(parts[lib].flatMap((p) => p.samples)), failures: parts[lib].reduce((a, p) => a + p.failures, 0) };
   }
   return out;
+}
+
+// --- 0b. What a round trip costs on this machine, hot and after idling -------------------------
+
+async function calibrate() {
+  const hot = [];
+  const cold = [];
+  for (let i = 0; i < 1000; i++) {
+    const t = process.hrtime.bigint();
+    await admin.ping();
+    hot.push(Number(process.hrtime.bigint() - t) / 1000);
+  }
+  for (let i = 0; i < (QUICK ? 50 : 150); i++) {
+    await sleep(P.handoff.settleMs);
+    const t = process.hrtime.bigint();
+    await admin.ping();
+    cold.push(Number(process.hrtime.bigint() - t) / 1000);
+  }
+  return { pingHot: summary(hot), pingAfterIdle: summary(cold), idleMs: P.handoff.settleMs };
 }
 
 // --- 4. Contention --------------------------------------------------------------------------
@@ -406,12 +459,13 @@ async function scale(url, names) {
 
 // --- 6. Native boundary ---------------------------------------------------------------------
 
+const NAPI = 'redfour-native (napi only)';
+
 async function overhead(url, results) {
-  const napi = 'redfour-native (napi only)';
-  log('  overhead: napi class without the JS facade');
+  const napi = NAPI;
   const node = {
-    latency: await latency(url, [napi]),
-    throughput: await throughput(url, [napi]),
+    latency: { [napi]: results.latency?.[napi] ?? (await latency(url, [napi]))[napi] },
+    throughput: { [napi]: results.throughput?.[napi] ?? (await throughput(url, [napi]))[napi] },
   };
   node.latency['redfour-native'] = results.latency?.['redfour-native'];
   node.latency.floor = results.latency?.floor;
@@ -421,7 +475,7 @@ async function overhead(url, results) {
   try {
     node.boundary = await withWorkers(1, napi, url, async ([w]) => {
       const r = await withTimeout(
-        w.call('boundary', { warmup: P.latency.warmup, count: P.latency.count, loops: 64, durationMs: P.throughput.durationMs }),
+        w.call('boundary', { warmup: P.latency.warmup, count: P.latency.count, loops: 64, durationMs: P.throughput.durationMs * P.throughput.rounds }),
         60000,
         'boundary',
       );
@@ -451,10 +505,14 @@ async function main() {
   try {
     log(`redis-server ${results.machine.redis} pid ${server.pid} on port ${server.port}`);
     results.clock = await checkClock();
+    results.calibration = await calibrate();
+    log(`  PING round trip: ${results.calibration.pingHot.p50.toFixed(0)} µs hot, ${results.calibration.pingAfterIdle.p50.toFixed(0)} µs after ${P.handoff.settleMs} ms idle (p50)`);
     log(`  shared monotonic clock: ${results.clock.verified ? 'verified' : `NOT verified (${results.clock.outOfOrder} out of order)`}`);
     const withFloor = [...LIBS, 'floor'];
-    if (want('latency')) results.latency = await latency(server.url, withFloor);
-    if (want('throughput')) results.throughput = await throughput(server.url, withFloor);
+    // The napi-only layer (scenario 6) runs interleaved with the others, for the same conditions.
+    const layered = want('overhead') && LIBS.includes('redfour-native') ? [...withFloor, NAPI] : withFloor;
+    if (want('latency')) results.latency = await latency(server.url, layered);
+    if (want('throughput')) results.throughput = await throughput(server.url, layered);
     if (want('handoff')) results.handoff = await handoff(server.url, withFloor);
     if (want('contention')) results.contention = await contention(server.url, LIBS);
     if (want('scale')) results.scale = await scale(server.url, LIBS);

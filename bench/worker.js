@@ -149,6 +149,23 @@ handlers.startWait = async ({ id, ttl, waitMs }) => {
   return {};
 };
 
+/**
+ * A critical section of `ms` milliseconds. setTimeout cannot sleep 1 ms (libuv's timers have
+ * millisecond granularity: a 1 ms timer fires after 1-2 ms), and spinning would take a CPU from
+ * Redis and the other processes on a 2-core machine. Atomics.wait sleeps in the kernel (a timed
+ * futex wait) to within tens of µs, using no CPU; it holds this process's event loop, like
+ * synchronous work would, while the lock's own machinery in the other processes runs freely.
+ */
+const parked = new Int32Array(new SharedArrayBuffer(4));
+async function work(ms) {
+  const end = now() + BigInt(Math.round(ms * 1e6));
+  for (;;) {
+    const left = Number(end - now()) / 1e6;
+    if (left <= 0) return;
+    Atomics.wait(parked, 0, 0, left);
+  }
+}
+
 // 4. Contention: this process's share of the waiters on ONE id, each running a 1 ms critical
 // section that updates a non-atomic counter in a file (read, mark busy, sleep, write).
 let contention = null;
@@ -170,7 +187,7 @@ handlers.contend = async ({ id, waiters, sectionMs, ttl, waitMs, counterFile }) 
     const [count, busy] = fs.readFileSync(counterFile, 'utf8').split(',').map(Number);
     if (busy) state.violations++;
     fs.writeFileSync(counterFile, `${count},1`);
-    await sleep(sectionMs);
+    await work(sectionMs);
     const after = fs.readFileSync(counterFile, 'utf8').split(',').map(Number);
     if (after[0] !== count || after[1] !== 1) state.violations++;
     fs.writeFileSync(counterFile, `${count + 1},0`);

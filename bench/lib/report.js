@@ -103,7 +103,7 @@ function sections(r) {
     });
     out.push({
       title: '1. Latency: one client, sequential acquire + release of distinct ids (µs per pair)',
-      note: `${lat[OURS]?.n ?? ''} pairs per library after warm-up, one fresh process each. "ours faster" = peer / redfour-native. floor = two EVALSHA round trips of a trivial script with ioredis.`,
+      note: `${lat[OURS]?.n ?? ''} pairs per library after warm-up, in ${r.params.latency.rounds} round(s) of fresh processes, libraries in alternating order; p50 of each round for redfour-native: ${(lat[OURS]?.roundsP50 || []).join(', ')} µs. "ours faster" = peer / redfour-native. floor = two EVALSHA round trips of a trivial script with ioredis.`,
       headers: ['library', 'p50 µs', 'p99 µs', 'mean µs', 'ours faster (p50)', 'ours faster (p99)'],
       rows,
     });
@@ -119,7 +119,7 @@ function sections(r) {
     });
     out.push({
       title: '2. Throughput: one process, 64 concurrent acquire + release loops on distinct ids',
-      note: `${fmt(r.params.throughput.durationMs / 1000)} s measured after ${fmt(r.params.throughput.warmupMs / 1000)} s warm-up. "ours more" = redfour-native pairs/s / peer pairs/s. Redis commands per pair from INFO commandstats.`,
+      note: `${r.params.throughput.rounds} round(s) of ${fmt(r.params.throughput.durationMs / 1000)} s measured after ${fmt(r.params.throughput.warmupMs / 1000)} s warm-up, fresh process each, libraries in alternating order. "ours more" = redfour-native pairs/s / peer pairs/s. Redis commands per pair from INFO commandstats.`,
       headers: ['library', 'pairs/s', 'pair p50 µs', 'pair p99 µs', 'Redis cmds/pair', 'ours more'],
       rows,
     });
@@ -135,7 +135,7 @@ function sections(r) {
     });
     out.push({
       title: '3. Hand-off: process A calls release, process B (waiting in waitAcquireLock) holds the lock (ms)',
-      note: `${r.params.handoff.iterations} hand-offs per library; B starts waiting ${r.params.handoff.settleMs} ms before A releases. Both timestamps from process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for the machine; cross-process order checked: ${r.clock?.verified ? 'verified' : 'NOT verified'}). redlock and redis-semaphore poll every ${r.params.pollMs} ms. floor = A PUBLISHes with ioredis, B's plain subscriber hears it and makes one EVALSHA round trip of a trivial script (the least a pub/sub hand-off needs). Both processes are idle for the settle time before each hand-off, as real waiters are, so wake-up latency of idle CPUs and threads is part of every figure.`,
+      note: `${r.params.handoff.iterations} hand-offs per library in ${r.params.handoff.rounds} round(s); B starts waiting ${r.params.handoff.settleMs} ms before A releases. Both timestamps from process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for the machine; cross-process order checked: ${r.clock?.verified ? 'verified' : 'NOT verified'}). redlock and redis-semaphore poll every ${r.params.pollMs} ms. floor = A PUBLISHes with ioredis, B's plain subscriber hears it and makes one EVALSHA round trip of a trivial script (the least a pub/sub hand-off needs). Both processes are idle for the settle time before each hand-off, as real waiters are, so wake-up latency of idle CPUs and threads is part of every figure.`,
       headers: ['library', 'p50 ms', 'p99 ms', 'max ms', 'ours faster (p50)', 'ours faster (p99)'],
       rows,
     });
@@ -153,7 +153,7 @@ function sections(r) {
       });
       out.push({
         title: `4. Contention: N = ${n} waiters over ${r.params.contentionSetup.processes} processes on ONE id, ${r.params.contentionSetup.sectionMs} ms critical section`,
-        note: `floor (sum of the critical sections alone) ≈ ${fmt((ours?.floorMs ?? 0) / 1000)} s. gap = end of one section to start of the next (ms). Lock TTL ${r.params.contentionSetup.lockTtl} ms; capped at ${fmt(r.params.contention.capMs / 1000)} s. "ours faster" = peer wall / redfour-native wall (per section when the peer hit the cap).`,
+        note: `floor (sum of redfour-native's critical sections, mean ${fmt(ours?.sectionMsMean)} ms each) = ${fmt((ours?.floorMs ?? 0) / 1000)} s. gap = end of one section to start of the next (ms). Lock TTL ${r.params.contentionSetup.lockTtl} ms; capped at ${fmt(r.params.contention.capMs / 1000)} s. "ours faster" = peer wall / redfour-native wall (per section when the peer hit the cap).`,
         headers: ['library', 'wall', 'sections/s', 'scripts/section', 'Redis cmds/section', 'gap p50 ms', 'gap p99 ms', 'mutual exclusion', 'ours faster'],
         rows,
       });
@@ -268,6 +268,10 @@ function markdown(r, { jsonPath }) {
     ['Node.js', m.node],
     ['Redis', m.redis],
     ['Rust', m.rustc],
+    ['load average (1, 5, 15 min)', `${(m.loadAverage || []).join(', ')} at start; ${(m.loadAverageAtEnd || []).join(', ')} at end (other sessions share this machine)`],
+    ...(r.calibration
+      ? [['loopback PING round trip (ioredis)', `${fmt(r.calibration.pingHot.p50)} µs p50 / ${fmt(r.calibration.pingHot.p99)} µs p99 back to back; ${fmt(r.calibration.pingAfterIdle.p50)} µs p50 / ${fmt(r.calibration.pingAfterIdle.p99)} µs p99 after ${r.calibration.idleMs} ms idle`]]
+      : []),
     ['redfour-native', `${m.versions['redfour-native']} (commit ${m.commit}, addon built ${m.addonBuilt})`],
     ['peers', `redfour ${m.versions.redfour}, ioredfour ${m.versions.ioredfour}, redlock ${m.versions.redlock}, redis-semaphore ${m.versions['redis-semaphore']}, ioredis ${m.versions.ioredis}`],
   ]));
@@ -298,7 +302,7 @@ function markdown(r, { jsonPath }) {
   lines.push('');
   lines.push(`- Clock: ${r.clock?.source}; ${r.clock?.rounds} parent→child→parent round trips, ${r.clock?.outOfOrder} out of order.`);
   lines.push(`- Waiting: redfour-native, redfour and ioredfour wait on pub/sub (their waitAcquireLock); redlock (retryCount -1, retryDelay ${r.params.pollMs} ms, jitter ${r.params.pollMs / 2} ms) and redis-semaphore (Mutex, retryInterval ${r.params.pollMs} ms, its default) poll.`);
-  lines.push('- Contention: the critical section reads a counter file, marks it busy, sleeps 1 ms (setTimeout), checks nobody touched it, writes count+1; a lost update or an overlap would show as counter ≠ sections or as a violation. Script calls and commands per section are INFO commandstats deltas over the whole run (INFO itself excluded), divided by the sections completed.');
+  lines.push('- Contention: the critical section reads a counter file, marks it busy, works for 1 ms (Atomics.wait, a timed futex sleep that uses no CPU, checked against hrtime; setTimeout(1) takes 1-2 ms and spinning would take a core from Redis), checks nobody touched it, writes count+1; a lost update or an overlap would show as counter ≠ sections or as a violation. Script calls and commands per section are INFO commandstats deltas over the whole run (INFO itself excluded), divided by the sections completed.');
   lines.push('- Scale: redlock and redis-semaphore take a client instead of a URL, so their 1,000 instances share one ioredis client made by the caller; redfour, ioredfour and redfour-native are given the URL.');
   lines.push('');
   const diag = path.join(__dirname, '..', 'DIAGNOSIS.md');

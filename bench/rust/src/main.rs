@@ -319,9 +319,14 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let lock = Lock::new(&url, NS, Timeouts::default()).expect("lock");
-        let lat = latency(&lock, warmup, count).await;
-        let flo = floor(&url, warmup, count).await;
-        let scripts = script_floor(&url, warmup, count).await;
+        // Interleaved blocks, so a change in the machine's load falls on all three alike.
+        let rounds = 10;
+        let (mut lat, mut flo, mut scripts) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            lat.extend(latency(&lock, warmup / rounds, count / rounds).await);
+            flo.extend(floor(&url, warmup / rounds, count / rounds).await);
+            scripts.extend(script_floor(&url, warmup / rounds, count / rounds).await);
+        }
         let tp = throughput(&lock, 64, tp_warm, tp_dur).await;
         let (ho, ho_release) = handoff(&lock, ho).await;
         let scale = waiters(&lock, 10_000, settle).await;
