@@ -4,7 +4,7 @@
 // (redfour-native.node); user callbacks are only ever called from here, on a fresh tick,
 // never from inside Rust, so a throwing callback cannot abort the process.
 
-const { connectionUrls, tlsOptions, markInsecure } = require('./lib/connection');
+const { connectionUrls, sentinelOptions, tlsOptions, markInsecure } = require('./lib/connection');
 const { LockError, codes, invalidArg, isLockError, fromNative } = require('./lib/errors');
 const native = require('./lib/native');
 const { abortHandle, acquireHeld, runHeld } = require('./lib/held');
@@ -138,7 +138,8 @@ class Lock {
 
     this._namespace = namespace;
     const { insecure, ...tls } = tlsOptions(options);
-    const urls = connectionUrls(options.redis).map((url) => (insecure ? markInsecure(url) : url));
+    const sentinel = sentinelOptions(options.redis);
+    const urls = (sentinel ? [sentinel.url] : connectionUrls(options.redis)).map((url) => (insecure ? markInsecure(url) : url));
     const minReplications = options.minReplications ?? 0;
     if (!Number.isInteger(minReplications) || minReplications < 0 || minReplications > 1000) {
       throw invalidArg(`options.minReplications must be an integer from 0 to 1000, got ${describe(minReplications)}`);
@@ -154,6 +155,8 @@ class Lock {
         ...tls,
         minReplications,
         replicationTimeoutMs: optionalMs(options, 'replicationTimeout', DEFAULT_REPLICATION_TIMEOUT_MS),
+        sentinels: sentinel ? sentinel.sentinels : undefined,
+        sentinelMaster: sentinel ? sentinel.sentinelMaster : undefined,
       },
       this._calls.onDone,
     );

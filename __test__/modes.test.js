@@ -177,3 +177,80 @@ describe('quorum of independent masters', () => {
     await assert.rejects(a.acquireLock('z', 10000), (err) => err.code === 'ERR_NO_QUORUM');
   });
 });
+
+describe('Sentinel', () => {
+  const { spawn } = require('node:child_process');
+  const { rawCommand } = require('./helpers/redis');
+  let master;
+  let replica;
+  const sentinels = [];
+
+  async function startSentinel(masterPort) {
+    const port = await freePort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redfour-native-sentinel-'));
+    const config = path.join(dir, 'sentinel.conf');
+    fs.writeFileSync(
+      config,
+      `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor mymaster 127.0.0.1 ${masterPort} 2\n` +
+        'sentinel down-after-milliseconds mymaster 400\nsentinel failover-timeout mymaster 2000\n',
+    );
+    const proc = spawn('redis-server', [config, '--sentinel'], { stdio: 'ignore' });
+    for (let i = 0; i < 100 && (await rawCommand(port, 'PING')) !== '+PONG'; i++) await sleep(50);
+    return { port, proc, dir };
+  }
+
+  async function namedMasterPort(sentinelPort) {
+    const Redis = require('ioredis');
+    const client = new Redis({ port: sentinelPort, lazyConnect: true, maxRetriesPerRequest: 0 });
+    try {
+      await client.connect();
+      const addr = await client.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster');
+      const replicas = await client.call('SENTINEL', 'REPLICAS', 'mymaster');
+      return { port: addr ? Number(addr[1]) : null, replicas: replicas.length };
+    } catch {
+      return { port: null, replicas: 0 };
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  before(async () => {
+    master = await new RedisServer().start();
+    replica = await new RedisServer({ args: ['--replicaof', '127.0.0.1', String(master.port)] }).start();
+    for (let i = 0; i < 3; i++) sentinels.push(await startSentinel(master.port));
+    for (let i = 0; i < 200; i++) {
+      const seen = await namedMasterPort(sentinels[0].port);
+      if (seen.port === master.port && seen.replicas > 0) break;
+      await sleep(100);
+    }
+  });
+  after(async () => {
+    for (const s of sentinels) {
+      s.proc.kill('SIGKILL');
+      fs.rmSync(s.dir, { recursive: true, force: true });
+    }
+    await replica.stop();
+    await master.stop();
+  });
+
+  it('finds the master by name, follows a failover, and keeps its waiters', async () => {
+    const a = lock({
+      redis: { sentinels: sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })), name: 'mymaster' },
+      namespace: 'sen',
+      connectTimeout: 500,
+      commandTimeout: 500,
+    });
+    const held = await a.acquireLock('w', 2000);
+    assert.equal(held.success, true);
+    assert.equal(await master.command('HGET', 'sen:w', 'index'), String(held.index));
+    const waiting = a.waitAcquireLock('w', 5000, 30000);
+    await sleep(200);
+    await master.kill();
+    const got = await waiting;
+    assert.equal(got.success, true, 'the waiter got the lock from the promoted replica');
+    assert.equal((await namedMasterPort(sentinels[1].port)).port, replica.port);
+    const next = await a.acquireLock('fresh', 1000);
+    assert.equal(next.success, true);
+    assert.ok(next.index > held.index);
+  });
+});

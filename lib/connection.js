@@ -166,4 +166,35 @@ function markInsecure(url) {
   return url.startsWith('rediss://') && !url.includes('#') ? `${url}#insecure` : url;
 }
 
-module.exports = { connectionUrl, connectionUrls, tlsOptions, markInsecure, redact };
+/**
+ * Sentinel mode (ioredis's option names): `{ sentinels: [{ host, port }, ...], name,
+ * sentinelPassword?, sentinelUsername?, password?, username?, db?, tls? }`. Returns the native
+ * options: the sentinels' URLs, the master's name, and a URL whose host the core replaces with
+ * the master's address (it carries the master's credentials, database and scheme).
+ */
+function sentinelOptions(redis) {
+  if (!redis || typeof redis !== 'object' || Array.isArray(redis) || redis.sentinels === undefined) return null;
+  if (!Array.isArray(redis.sentinels) || redis.sentinels.length === 0) {
+    throw invalidArg('options.redis.sentinels must be a non-empty array of { host, port } or URLs');
+  }
+  if (typeof redis.name !== 'string' || redis.name === '') {
+    throw invalidArg('options.redis.name must name the master the sentinels monitor');
+  }
+  const sentinels = redis.sentinels.map((s) =>
+    typeof s === 'string'
+      ? checkUrl(s)
+      : buildUrl({ host: s && s.host, port: s && s.port, username: redis.sentinelUsername, password: redis.sentinelPassword }),
+  );
+  const { sentinels: _s, name: _n, ...master } = redis;
+  const url = buildUrl({
+    host: 'sentinel-master',
+    port: 6379,
+    username: master.username ?? master.user,
+    password: master.password,
+    db: master.db ?? master.database,
+    tls: Boolean(master.tls),
+  });
+  return { url, sentinels, sentinelMaster: redis.name };
+}
+
+module.exports = { connectionUrl, connectionUrls, sentinelOptions, tlsOptions, markInsecure, redact };

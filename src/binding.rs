@@ -41,6 +41,10 @@ pub struct NativeLockOptions {
     /// Single-server mode: replicas that must acknowledge a grant (Redis WAIT).
     pub min_replications: Option<u32>,
     pub replication_timeout_ms: Option<u32>,
+    /// Sentinel mode: sentinel URLs and the master's name; `urls[0]` then only carries
+    /// credentials, database and scheme.
+    pub sentinels: Option<Vec<String>>,
+    pub sentinel_master: Option<String>,
 }
 
 #[napi(object, object_from_js = false)]
@@ -245,8 +249,18 @@ impl NativeLock {
                         options.replication_timeout_ms.unwrap_or(1_000).into(),
                     ),
                 });
+        let sentinel = match (options.sentinels, options.sentinel_master) {
+            (Some(sentinels), Some(master)) if !sentinels.is_empty() => {
+                Some(core::Sentinel { sentinels, master })
+            }
+            _ => None,
+        };
         let settings = core::Settings {
-            connect: core::Connect { timeouts, tls },
+            connect: core::Connect {
+                timeouts,
+                tls,
+                sentinel,
+            },
             replication,
         };
         let lock =

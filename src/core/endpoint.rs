@@ -11,6 +11,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
+
+/// Sentinel mode: how often the sentinels may be asked where the master is.
+const SENTINEL_REFRESH: Duration = Duration::from_millis(250);
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -40,32 +43,44 @@ pub struct Tls {
     pub key: Option<Vec<u8>>,
 }
 
+/// Sentinel mode: the master called `master` is found (and found again after a failover) by
+/// asking the sentinels at these URLs. The Lock's own URL then only supplies credentials,
+/// database and scheme; its host and port are replaced by the master's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sentinel {
+    pub sentinels: Vec<String>,
+    pub master: String,
+}
+
 /// How to connect, besides the URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Connect {
     pub timeouts: Timeouts,
     pub tls: Option<Tls>,
+    pub sentinel: Option<Sentinel>,
 }
 
 impl From<Timeouts> for Connect {
     fn from(timeouts: Timeouts) -> Self {
         Connect {
             timeouts,
-            tls: None,
+            ..Connect::default()
         }
     }
 }
 
-fn client(url: &str, tls: Option<&Tls>) -> Result<redis::Client> {
-    if url.starts_with("rediss://") {
+fn invalid_url(err: redis::RedisError) -> LockError {
+    LockError::InvalidArg(format!("invalid Redis URL: {err}"))
+}
+
+fn client(info: redis::ConnectionInfo, tls: Option<&Tls>) -> Result<redis::Client> {
+    if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
         // rustls needs a process-wide crypto provider; an application may have installed its
         // own already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    let invalid =
-        |err: redis::RedisError| LockError::InvalidArg(format!("invalid Redis URL: {err}"));
     let Some(tls) = tls else {
-        return redis::Client::open(url).map_err(invalid);
+        return redis::Client::open(info).map_err(invalid_url);
     };
     let client_tls = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
@@ -83,11 +98,30 @@ fn client(url: &str, tls: Option<&Tls>) -> Result<redis::Client> {
         client_tls,
         root_cert: tls.ca.clone(),
     };
-    redis::Client::build_with_tls(url, certificates).map_err(invalid)
+    redis::Client::build_with_tls(info, certificates).map_err(invalid_url)
+}
+
+/// The same connection settings aimed at another host and port (a master found by sentinels).
+fn retarget(info: &redis::ConnectionInfo, host: String, port: u16) -> redis::ConnectionInfo {
+    let addr = match info.addr() {
+        redis::ConnectionAddr::TcpTls { insecure, .. } => redis::ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: *insecure,
+            tls_params: None,
+        },
+        _ => redis::ConnectionAddr::Tcp(host, port),
+    };
+    info.clone().set_addr(addr)
 }
 
 pub struct Endpoint {
-    client: redis::Client,
+    /// Replaced when sentinels name a new master.
+    client: RwLock<redis::Client>,
+    info: redis::ConnectionInfo,
+    connect: Connect,
+    /// Sentinel mode: the master address in use, and when it was last asked for.
+    master: tokio::sync::Mutex<(Option<(String, u16)>, Option<Instant>)>,
     timeouts: Timeouts,
     command: RwLock<Option<ConnectionManager>>,
     /// Only for grants followed by WAIT: WAIT blocks its connection, so it gets its own.
@@ -130,8 +164,12 @@ impl Endpoint {
     /// The endpoint for `url`, shared with every other user of the same URL and settings.
     pub fn shared(url: &str, connect: &Connect) -> Result<Arc<Endpoint>> {
         ENDPOINTS.get_or_create((url.to_owned(), connect.clone()), || {
+            let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(invalid_url)?;
             Ok(Arc::new(Endpoint {
-                client: client(url, connect.tls.as_ref())?,
+                client: RwLock::new(client(info.clone(), connect.tls.as_ref())?),
+                info,
+                connect: connect.clone(),
+                master: tokio::sync::Mutex::new((None, None)),
                 timeouts: connect.timeouts,
                 command: RwLock::new(None),
                 replicated: RwLock::new(None),
@@ -171,7 +209,8 @@ impl Endpoint {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(200));
-        let connect = self.client.get_connection_manager_with_config(config);
+        let client = self.current_client().await?;
+        let connect = client.get_connection_manager_with_config(config);
         let conn = match tokio::time::timeout(self.timeouts.connect * 2, connect).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(err)) => return Err(err.into()),
@@ -251,7 +290,7 @@ impl Endpoint {
     }
 
     /// Makes sure the subscriber task runs. Must be called from inside the runtime.
-    pub fn ensure_subscriber(&self) {
+    pub fn ensure_subscriber(self: &Arc<Self>) {
         self.waiters
             .attach_subscribers(|| vec![self.spawn_subscriber(&self.waiters)]);
     }
@@ -259,17 +298,102 @@ impl Endpoint {
     /// Starts a subscriber on this server that wakes `waiters` (which may gather the waiters of
     /// several servers, in quorum mode).
     pub fn spawn_subscriber(
-        &self,
+        self: &Arc<Self>,
         waiters: &Arc<Waiters>,
     ) -> mpsc::UnboundedSender<SubscriberCommand> {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(subscriber::run(
-            self.client.clone(),
+            Arc::downgrade(self),
             Arc::downgrade(waiters),
             rx,
             self.timeouts.connect,
         ));
         tx
+    }
+
+    /// The client to connect with: in sentinel mode, for the master the sentinels name now
+    /// (asked at most every `SENTINEL_REFRESH`; the last known master if none answers).
+    pub async fn current_client(&self) -> Result<redis::Client> {
+        let Some(sentinel) = &self.connect.sentinel else {
+            return Ok(self
+                .client
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone());
+        };
+        let mut master = self.master.lock().await;
+        let fresh = master.1.is_some_and(|at| at.elapsed() < SENTINEL_REFRESH);
+        if !fresh {
+            master.1 = Some(Instant::now());
+            if let Some(found) = self.ask_sentinels(sentinel).await {
+                if master.0.as_ref() != Some(&found) {
+                    let (host, port) = found.clone();
+                    let moved =
+                        client(retarget(&self.info, host, port), self.connect.tls.as_ref())?;
+                    *self.client.write().unwrap_or_else(|p| p.into_inner()) = moved;
+                    if master.0.is_some() {
+                        // A failover: connections to the old master must not be reused.
+                        self.command
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .take();
+                        self.replicated
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .take();
+                    }
+                    master.0 = Some(found);
+                }
+            }
+        }
+        if master.0.is_none() {
+            return Err(LockError::unreachable(format!(
+                "no sentinel named a master called {:?}",
+                sentinel.master
+            )));
+        }
+        Ok(self
+            .client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
+    }
+
+    async fn ask_sentinels(&self, sentinel: &Sentinel) -> Option<(String, u16)> {
+        for url in &sentinel.sentinels {
+            let ask = async {
+                let client = redis::Client::open(url.as_str()).ok()?;
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(&sentinel.master)
+                    .query_async::<Option<(String, u16)>>(&mut conn)
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            if let Ok(Some(found)) = tokio::time::timeout(self.timeouts.connect, ask).await {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// After an error that may mean the master moved (sentinel mode): ask the sentinels now,
+    /// so the next call goes to the new master.
+    pub async fn suspect_failover(&self) {
+        if self.connect.sentinel.is_some() {
+            self.master.lock().await.1 = None;
+            let _ = self.current_client().await;
+        }
+    }
+
+    /// Passes `result` on; a connection failure first makes sentinel mode look for a new master.
+    pub async fn checked<T>(&self, result: Result<T>) -> Result<T> {
+        if result.as_ref().is_err_and(LockError::is_transient) {
+            self.suspect_failover().await;
+        }
+        result
     }
 
     /// One acquire attempt on this server: redfour's script, keys `key` and `counter_key`.

@@ -75,7 +75,9 @@ impl From<redis::RedisError> for LockError {
             || err.is_timeout()
             || err.is_connection_dropped()
             || err.is_connection_refusal()
-            || err.code() == Some("LOADING");
+            || err.code() == Some("LOADING")
+            // A master demoted by a failover answers writes with READONLY until we move on.
+            || err.code() == Some("READONLY");
         LockError::Redis {
             message: err.to_string(),
             transient,

@@ -234,7 +234,10 @@ impl Lock {
     async fn attempt(&self, backend: &Backend, key: &str, ttl_ms: u64) -> Result<Acquired> {
         let counter_key = &self.inner.counter_key;
         match (backend, self.inner.replication) {
-            (Backend::Single(node), None) => node.acquire(key, counter_key, ttl_ms).await,
+            (Backend::Single(node), None) => {
+                node.checked(node.acquire(key, counter_key, ttl_ms).await)
+                    .await
+            }
             (Backend::Single(node), Some(replication)) => {
                 let got = node
                     .acquire_replicated(key, counter_key, ttl_ms, replication)
@@ -402,7 +405,7 @@ impl Lock {
     async fn release_key(&self, backend: &Backend, key: &str, index: i64) -> Result<Released> {
         let channel = &self.inner.channel;
         match backend {
-            Backend::Single(node) => node.release(key, index, channel).await,
+            Backend::Single(node) => node.checked(node.release(key, index, channel).await).await,
             Backend::Quorum(nodes) => nodes.release(key, index, channel).await,
         }
     }
@@ -412,7 +415,7 @@ impl Lock {
         check_ttl(ttl_ms)?;
         let key = self.key(id);
         match self.backend()? {
-            Backend::Single(node) => node.renew(&key, index, ttl_ms).await,
+            Backend::Single(node) => node.checked(node.renew(&key, index, ttl_ms).await).await,
             Backend::Quorum(nodes) => nodes.renew(&key, index, ttl_ms).await,
         }
     }

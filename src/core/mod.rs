@@ -10,7 +10,7 @@ pub mod scripts;
 pub mod subscriber;
 pub mod waiters;
 
-pub use endpoint::{Connect, Timeouts, Tls};
+pub use endpoint::{Connect, Sentinel, Timeouts, Tls};
 pub use error::{LockError, Result};
 pub use lease::{Lease, LeaseOptions, LostReason};
 pub use lock::{

@@ -2,6 +2,7 @@
 //! turns release messages into wake-ups, and after a dropped connection reconnects,
 //! resubscribes and wakes every queue head (a release may have been published meanwhile).
 
+use crate::core::endpoint::Endpoint;
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use futures_util::StreamExt;
 use std::sync::Weak;
@@ -13,7 +14,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Runs until every sender of `commands` is gone (the endpoint was dropped).
 pub async fn run(
-    client: redis::Client,
+    endpoint: Weak<Endpoint>,
     waiters: Weak<Waiters>,
     mut commands: mpsc::UnboundedReceiver<SubscriberCommand>,
     connect_timeout: Duration,
@@ -24,7 +25,15 @@ pub async fn run(
         let Some(owner) = waiters.upgrade() else {
             return;
         };
-        let connected = tokio::time::timeout(connect_timeout, client.get_async_pubsub()).await;
+        let Some(server) = endpoint.upgrade() else {
+            return;
+        };
+        let connect = async {
+            let client = server.current_client().await?;
+            Ok::<_, crate::core::LockError>(client.get_async_pubsub().await?)
+        };
+        let connected = tokio::time::timeout(connect_timeout, connect).await;
+        drop(server);
         let pubsub = match connected {
             Ok(Ok(pubsub)) => pubsub,
             _ => {
@@ -92,6 +101,9 @@ pub async fn run(
         }
         if let Some(owner) = waiters.upgrade() {
             owner.set_all_subscribed(false);
+        }
+        if let Some(server) = endpoint.upgrade() {
+            server.suspect_failover().await;
         }
     }
 }

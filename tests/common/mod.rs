@@ -1,42 +1,25 @@
-//! A private redis-server per test, on a free loopback port, stopped (by pid) on drop.
+//! Private redis-servers (and sentinels) for the engine tests, on free loopback ports, stopped by
+//! pid on drop.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub port: u16,
     child: Child,
-    _dir: TempDir,
+    dir: TempDir,
+    args: Vec<String>,
 }
 
-struct TempDir(std::path::PathBuf);
+struct TempDir(PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn spawn(port: u16, dir: &std::path::Path) -> Child {
-    Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH")
 }
 
 fn free_port() -> u16 {
@@ -46,17 +29,85 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+fn temp_dir(port: u16) -> TempDir {
+    let dir =
+        std::env::temp_dir().join(format!("redfour-native-test-{port}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    TempDir(dir)
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH")
+}
+
+fn server_args(port: u16, dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(dir.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// A server with extra arguments (`--replicaof`, ...).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("redfour-native-test-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let child = spawn(port, &dir);
+        let dir = temp_dir(port);
+        Self::launch(port, dir.0.clone(), dir, |p, d| server_args(p, d, extra))
+    }
+
+    /// A sentinel watching the master at `master_port` as `mymaster`, failing over quickly.
+    pub fn start_sentinel(master_port: u16) -> RedisServer {
+        let port = free_port();
+        let dir = temp_dir(port);
+        let config = dir.0.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+                 sentinel down-after-milliseconds mymaster 400\nsentinel failover-timeout mymaster 2000\n",
+                dir.0.display()
+            ),
+        )
+        .expect("sentinel.conf");
+        Self::launch(port, config, dir, |_, config| {
+            vec![config.display().to_string(), "--sentinel".to_owned()]
+        })
+    }
+
+    fn launch(
+        port: u16,
+        at: PathBuf,
+        dir: TempDir,
+        args: impl FnOnce(u16, &Path) -> Vec<String>,
+    ) -> RedisServer {
+        let args = args(port, &at);
         let server = RedisServer {
             port,
-            child,
-            _dir: TempDir(dir),
+            child: spawn(&args),
+            dir,
+            args,
         };
         server.wait_ready();
         server
@@ -73,6 +124,14 @@ impl RedisServer {
         }
     }
 
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("client")
+    }
+
     /// SIGKILL: the server is gone at once, with everything it held.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -82,16 +141,8 @@ impl RedisServer {
     /// Starts a fresh (empty) server on the same port after `kill`.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(self.port, &self._dir.0);
+        self.child = spawn(&self.args);
         self.wait_ready();
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).expect("client")
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing is answered.
@@ -128,6 +179,7 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = &self.dir;
     }
 }
 
