@@ -115,13 +115,16 @@ fn retarget(info: &redis::ConnectionInfo, host: String, port: u16) -> redis::Con
     info.clone().set_addr(addr)
 }
 
+/// Sentinel mode: the master's address as last named, and when the sentinels were last asked.
+type MasterSeen = (Option<(String, u16)>, Option<Instant>);
+
 pub struct Endpoint {
     /// Replaced when sentinels name a new master.
     client: RwLock<redis::Client>,
     info: redis::ConnectionInfo,
     connect: Connect,
     /// Sentinel mode: the master address in use, and when it was last asked for.
-    master: tokio::sync::Mutex<(Option<(String, u16)>, Option<Instant>)>,
+    master: tokio::sync::Mutex<MasterSeen>,
     timeouts: Timeouts,
     command: RwLock<Option<ConnectionManager>>,
     /// Only for grants followed by WAIT: WAIT blocks its connection, so it gets its own.
