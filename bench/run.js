@@ -534,6 +534,8 @@ async function main() {
     let chartPath = null;
     try {
       chartPath = require('./lib/chart').write(results, path.join(dir, `${stem}.png`));
+      // A stable name for the README to link to (full runs only).
+      if (chartPath && !QUICK) fs.copyFileSync(chartPath, path.join(dir, 'latest.png'));
     } catch (err) {
       log(`chart not written: ${err.message}`);
     }

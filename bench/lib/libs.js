@@ -223,19 +223,23 @@ async function openFloor(url) {
   const Redis = requireIoredis();
   const client = new Redis(url);
   const sha = await client.script('LOAD', FLOOR_SCRIPT);
-  // Hand-off floor: one PUBLISH heard by a plain subscriber, then one script round trip.
-  let subscriber = null;
+  // Hand-off floor: one PUBLISH heard by a subscriber, then one script round trip, on bare
+  // sockets (bench/lib/raw.js), so no client library's overhead is counted.
+  const { RawConnection } = require('./raw');
+  const port = Number(new URL(url).port);
+  let raw = null;
   const waiting = new Map();
   async function listen() {
-    if (subscriber) return;
-    subscriber = new Redis(url);
-    subscriber.on('message', (channel, id) => {
+    if (raw) return;
+    raw = { cmd: new RawConnection(port), sub: new RawConnection(port) };
+    await Promise.all([raw.cmd.ready, raw.sub.ready]);
+    raw.sub.onPush = (channel, id) => {
       const resolve = waiting.get(id);
       if (!resolve) return;
       waiting.delete(id);
-      client.evalsha(sha, 1, `${NAMESPACE}:${id}`).then(() => resolve(id));
-    });
-    await subscriber.subscribe(`${NAMESPACE}-floor`);
+      raw.cmd.command('EVALSHA', sha, 1, `${NAMESPACE}:${id}`).then(() => resolve(id));
+    };
+    await raw.sub.command('SUBSCRIBE', `${NAMESPACE}-floor`);
   }
   return {
     async acquire(id) {
@@ -251,14 +255,18 @@ async function openFloor(url) {
     },
     /** Hand-off floor, releasing side: one PUBLISH. */
     async signal(id) {
-      await client.publish(`${NAMESPACE}-floor`, String(id));
+      await listen();
+      await raw.cmd.command('PUBLISH', `${NAMESPACE}-floor`, String(id));
     },
     async prepare() {
       await listen();
     },
     async close() {
       client.disconnect();
-      if (subscriber) subscriber.disconnect();
+      if (raw) {
+        raw.cmd.close();
+        raw.sub.close();
+      }
     },
   };
 }

@@ -135,7 +135,7 @@ function sections(r) {
     });
     out.push({
       title: '3. Hand-off: process A calls release, process B (waiting in waitAcquireLock) holds the lock (ms)',
-      note: `${r.params.handoff.iterations} hand-offs per library in ${r.params.handoff.rounds} round(s); B starts waiting ${r.params.handoff.settleMs} ms before A releases. Both timestamps from process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for the machine; cross-process order checked: ${r.clock?.verified ? 'verified' : 'NOT verified'}). redlock and redis-semaphore poll every ${r.params.pollMs} ms. floor = A PUBLISHes with ioredis, B's plain subscriber hears it and makes one EVALSHA round trip of a trivial script (the least a pub/sub hand-off needs). Both processes are idle for the settle time before each hand-off, as real waiters are, so wake-up latency of idle CPUs and threads is part of every figure.`,
+      note: `${r.params.handoff.iterations} hand-offs per library in ${r.params.handoff.rounds} round(s); B starts waiting ${r.params.handoff.settleMs} ms before A releases. Both timestamps from process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for the machine; cross-process order checked: ${r.clock?.verified ? 'verified' : 'NOT verified'}). redlock and redis-semaphore poll every ${r.params.pollMs} ms. floor = A PUBLISHes, B's subscriber hears it and makes one EVALSHA round trip of a trivial script, both on bare sockets with a minimal RESP parser (the least a pub/sub hand-off needs). Both processes are idle for the settle time before each hand-off, as real waiters are, so wake-up latency of idle CPUs and threads is part of every figure.`,
       headers: ['library', 'p50 ms', 'p99 ms', 'max ms', 'ours faster (p50)', 'ours faster (p99)'],
       rows,
     });
