@@ -147,6 +147,7 @@ function check(workerHistories, events, options) {
     list.sort((a, b) => a.start - b.start);
     const active = [];
     const naiveActive = [];
+    let lastHeld = null;
     for (let i = 0; i < list.length; i++) {
       const g = list[i];
       // 1. overlap with any earlier grant still believed valid
@@ -155,7 +156,7 @@ function check(workerHistories, events, options) {
         if (p.idx === g.idx) continue;
         let why;
         if (lostBetween(p.start, g.start)) why = 'data-loss';
-        else if (clientPaused(p)) why = 'client-pause';
+        else if (clientPaused(p) || clientPaused(g)) why = 'client-pause';
         flag('overlap', { id, first: describe(p), second: describe(g), overlapMs: (Math.min(p.end, g.end) - g.start) / 1000 }, why);
       }
       active.push(g);
@@ -163,12 +164,19 @@ function check(workerHistories, events, options) {
       naiveOverlaps += naiveActive.filter((p) => p.idx !== g.idx).length;
       naiveActive.push(g);
 
+      // 2. tokens strictly increase per id, in the order the holders held the lock: a grant whose
+      // lease had already ended when its holder learnt of it (empty belief) never held it.
+      if (g.end > g.start) {
+        if (lastHeld && g.idx <= lastHeld.idx) {
+          let why;
+          if (lostBetween(lastHeld.start, g.start)) why = 'data-loss';
+          else if (clientPaused(g) || clientPaused(lastHeld)) why = 'client-pause';
+          flag('token-order', { id, first: describe(lastHeld), second: describe(g) }, why);
+        }
+        if (!lastHeld || g.idx > lastHeld.idx) lastHeld = g;
+      }
       if (i === 0) continue;
       const p = list[i - 1];
-      // 2. tokens strictly increase per id
-      if (g.idx <= p.idx) {
-        flag('token-order', { id, first: describe(p), second: describe(g) }, lostBetween(p.start, g.start) ? 'data-loss' : undefined);
-      }
       // takeover after a holder died (SIGKILL: no release, the key must expire by its TTL)
       const pw = workers.get(p.w);
       if (pw.death !== undefined && p.call.relT === undefined && pw.death < p.start + p.ttl * 1000) {
