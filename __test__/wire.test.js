@@ -105,6 +105,20 @@ describe('wire format', () => {
     }
   });
 
+  it('a key with no expiry (left by redfour\'s NaN-TTL bug) reads as held with ttl -1, and a bounded wait gives up', async () => {
+    const ns = uniqueNs('immortal');
+    const lock = newLock(ns);
+    await server.command('HSET', `${ns}:k`, 'index', '7');
+    const r = await lock.acquireLock('k', 1000);
+    assert.deepEqual(r, { id: 'k', success: false, index: -1, ttl: -1 });
+    const w = await within(lock.waitAcquireLock('k', 1000, 400), 10000, 'bounded wait on an immortal key');
+    assert.equal(w.success, false);
+    assert.equal(w.index, -1);
+    // Released by its index (as redfour would), the lock becomes available again.
+    assert.equal((await lock.releaseLock({ id: 'k', index: 7 })).result, 'released');
+    assert.equal((await lock.acquireLock('k', 1000)).success, true);
+  });
+
   it('a lock written by hand in redfour layout is honoured (HSET + PEXPIRE, counter INCR)', async () => {
     const ns = uniqueNs('hand');
     const lock = newLock(ns);
