@@ -66,6 +66,12 @@ function describe(value) {
   return typeof value;
 }
 
+function checkCluster(cluster) {
+  if (cluster === undefined || cluster === null) return false;
+  if (typeof cluster !== 'boolean') throw invalidArg(`options.cluster must be a boolean, got ${describe(cluster)}`);
+  return cluster;
+}
+
 function checkOptions(options, name) {
   if (options === undefined || options === null) return {};
   if (typeof options !== 'object') throw invalidArg(`${name} must be an object, got ${describe(options)}`);
@@ -157,6 +163,7 @@ class Lock {
         replicationTimeoutMs: optionalMs(options, 'replicationTimeout', DEFAULT_REPLICATION_TIMEOUT_MS),
         sentinels: sentinel ? sentinel.sentinels : undefined,
         sentinelMaster: sentinel ? sentinel.sentinelMaster : undefined,
+        cluster: checkCluster(options.cluster),
       },
       this._calls.onDone,
     );

@@ -254,3 +254,47 @@ describe('Sentinel', () => {
     assert.ok(next.index > held.index);
   });
 });
+
+describe('Redis Cluster', () => {
+  const nodes = [];
+  before(async () => {
+    for (let i = 0; i < 3; i++) {
+      nodes.push(await new RedisServer({ args: ['--cluster-enabled', 'yes', '--cluster-node-timeout', '2000'] }).start());
+    }
+    execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      stdio: 'ignore',
+    });
+    for (let i = 0; i < 200; i++) {
+      const states = await Promise.all(nodes.map((n) => n.command('CLUSTER', 'INFO')));
+      if (states.every((s) => s.includes('cluster_state:ok'))) break;
+      await sleep(100);
+    }
+  });
+  after(() => Promise.all(nodes.map((n) => n.stop())));
+
+  it('hash-tags each lock into one slot and wakes waiters through sharded pub/sub', async () => {
+    const a = lock({ redis: nodes.map((n) => n.url), cluster: true, namespace: 'cl' });
+    const b = lock({ redis: nodes[1].url, cluster: true, namespace: 'cl' });
+    for (const id of ['alpha', 'beta', 'gamma', 42]) {
+      const held = await a.acquireLock(id, 10000);
+      assert.equal(held.success, true);
+      assert.equal((await b.acquireLock(id, 1000)).success, false);
+      const slot = await nodes[0].command('CLUSTER', 'KEYSLOT', `{cl:${id}}`);
+      assert.equal(await nodes[0].command('CLUSTER', 'KEYSLOT', `{cl:${id}}:index`), slot);
+      const waiting = b.waitAcquireLock(id, 10000, 8000);
+      await sleep(150);
+      assert.equal((await a.releaseLock(held)).result, 'released');
+      const got = await waiting;
+      assert.equal(got.success, true);
+      assert.ok(got.index > held.index);
+      await b.releaseLock(got);
+    }
+  });
+
+  it('rejects a namespace that would break the hash tag', () => {
+    assert.throws(
+      () => new Lock({ redis: nodes[0].url, cluster: true, namespace: '}x' }),
+      (err) => err instanceof TypeError && err.code === 'ERR_INVALID_ARG',
+    );
+  });
+});

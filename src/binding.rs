@@ -45,6 +45,8 @@ pub struct NativeLockOptions {
     /// credentials, database and scheme.
     pub sentinels: Option<Vec<String>>,
     pub sentinel_master: Option<String>,
+    /// Redis Cluster: `urls` are seed nodes; keys are hash-tagged per lock.
+    pub cluster: Option<bool>,
 }
 
 #[napi(object, object_from_js = false)]
@@ -262,6 +264,7 @@ impl NativeLock {
                 sentinel,
             },
             replication,
+            cluster: options.cluster.unwrap_or(false),
         };
         let lock =
             core::Lock::open(&options.urls, &options.namespace, &settings).map_err(to_napi)?;

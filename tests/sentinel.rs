@@ -65,7 +65,7 @@ async fn locks_follow_a_failover_and_waiters_are_not_lost() {
                 master: "mymaster".to_owned(),
             }),
         },
-        replication: None,
+        ..Settings::default()
     };
     let lock = Lock::open(&["redis://sentinel-master/".to_owned()], "sen", &settings).unwrap();
     let held = lock.acquire("w", 2_000).await.unwrap();

@@ -3,8 +3,8 @@
 //! open two sockets). Connections are opened on first use and reopened after failures.
 
 use crate::core::error::{LockError, Result};
-use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed, Replication};
-use crate::core::scripts::{ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
+use crate::core::lock::{Acquired, Released, Renewed, Replication};
+use crate::core::scripts::{self, ACQUIRE_SCRIPT};
 use crate::core::subscriber;
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -401,52 +401,16 @@ impl Endpoint {
 
     /// One acquire attempt on this server: redfour's script, keys `key` and `counter_key`.
     pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
-        let mut conn = self.connection().await?;
-        let sent_at = Instant::now();
-        let (success, index, ttl): (i64, i64, i64) = ACQUIRE_SCRIPT
-            .run(&mut conn, &[key, counter_key], ttl_ms)
-            .await?;
-        Ok(Acquired {
-            success: success == 1,
-            index,
-            ttl,
-            sent_at,
-        })
+        scripts::acquire(&mut self.connection().await?, key, counter_key, ttl_ms).await
     }
 
     /// Releases `key` if held under `index`, announcing it on `channel`.
     pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
-        let mut conn = self.connection().await?;
-        let (success, result, current): (i64, String, i64) = RELEASE_SCRIPT
-            .run(&mut conn, &[key], (index, channel))
-            .await?;
-        let result = match result.as_str() {
-            "released" => ReleaseResult::Released,
-            "expired" => ReleaseResult::Expired,
-            _ => ReleaseResult::Conflict,
-        };
-        Ok(Released {
-            success: success == 1,
-            result,
-            index: current,
-        })
+        scripts::release(&mut self.connection().await?, key, index, channel, false).await
     }
 
     /// Sets the TTL of `key` if it is still held under `index`.
     pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
-        let mut conn = self.connection().await?;
-        let (success, result, index, ttl): (i64, String, i64, i64) =
-            RENEW_SCRIPT.run(&mut conn, &[key], (index, ttl_ms)).await?;
-        let result = match result.as_str() {
-            "renewed" => RenewResult::Renewed,
-            "missing" => RenewResult::Missing,
-            _ => RenewResult::Conflict,
-        };
-        Ok(Renewed {
-            success: success == 1,
-            result,
-            index,
-            ttl,
-        })
+        scripts::renew(&mut self.connection().await?, key, index, ttl_ms).await
     }
 }

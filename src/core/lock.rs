@@ -1,10 +1,12 @@
 //! The lock engine: redfour's operations on one namespace, over one shared Redis endpoint or a
 //! quorum of independent masters.
 
+use crate::core::cluster::Cluster;
 use crate::core::endpoint::{Connect, Endpoint, Timeouts};
 use crate::core::error::{LockError, Result};
 use crate::core::quorum::Quorum;
 use crate::core::waiters::{jitter, Registration, Waiters, Wake};
+use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -109,6 +111,7 @@ struct Inner {
     backend: RwLock<Option<Backend>>,
     closed: CancellationToken,
     replication: Option<Replication>,
+    cluster: bool,
 }
 
 /// Single-server mode: a grant counts only once `replicas` replicas acknowledged it (Redis
@@ -124,13 +127,15 @@ pub struct Replication {
 pub struct Settings {
     pub connect: Connect,
     pub replication: Option<Replication>,
+    /// Redis Cluster: the URLs are seed nodes and keys are hash-tagged (see cluster.rs).
+    pub cluster: bool,
 }
 
 impl From<Timeouts> for Settings {
     fn from(timeouts: Timeouts) -> Self {
         Settings {
             connect: timeouts.into(),
-            replication: None,
+            ..Settings::default()
         }
     }
 }
@@ -147,10 +152,26 @@ impl Lock {
         Self::open(urls, namespace, &Settings::from(timeouts))
     }
 
-    /// The general constructor: URLs as in `with_urls`, and every setting.
+    /// The general constructor: URLs as in `with_urls` (or a cluster's seed nodes when
+    /// `settings.cluster`), and every setting.
     pub fn open(urls: &[String], namespace: &str, settings: &Settings) -> Result<Lock> {
         let backend = match urls {
             [] => return Err(LockError::InvalidArg("no Redis URL given".to_owned())),
+            _ if settings.cluster => {
+                if settings.replication.is_some() || settings.connect.sentinel.is_some() {
+                    return Err(LockError::InvalidArg(
+                        "cluster mode does not combine with minReplications or sentinels"
+                            .to_owned(),
+                    ));
+                }
+                if namespace.starts_with('}') {
+                    // `{}...` is an empty hash tag: the lock's keys would scatter over slots.
+                    return Err(LockError::InvalidArg(
+                        "in cluster mode the namespace must not start with '}'".to_owned(),
+                    ));
+                }
+                Backend::Cluster(Cluster::shared(urls, &settings.connect)?)
+            }
             [url] => Backend::Single(Endpoint::shared(url, &settings.connect)?),
             urls => {
                 if settings.replication.is_some() {
@@ -170,6 +191,7 @@ impl Lock {
                 backend: RwLock::new(Some(backend)),
                 closed: CancellationToken::new(),
                 replication: settings.replication,
+                cluster: settings.cluster,
             }),
         })
     }
@@ -178,23 +200,38 @@ impl Lock {
         &self.inner.namespace
     }
 
-    /// The Redis key of lock `id`, as redfour builds it.
+    /// The Redis key of lock `id`: redfour's `{namespace}:{id}`, or in cluster mode the same
+    /// inside a hash tag, `{{namespace}:{id}}`.
     pub fn key(&self, id: &str) -> String {
-        let mut key = String::with_capacity(self.inner.namespace.len() + 1 + id.len());
-        key.push_str(&self.inner.namespace);
+        let namespace = &self.inner.namespace;
+        if self.inner.cluster {
+            return format!("{{{namespace}:{id}}}");
+        }
+        let mut key = String::with_capacity(namespace.len() + 1 + id.len());
+        key.push_str(namespace);
         key.push(':');
         key.push_str(id);
         key
     }
 
-    /// The channel releases are announced on.
-    pub fn channel(&self) -> &str {
-        &self.inner.channel
+    /// The channel on which the release of lock `key` is announced: one per namespace, or in
+    /// cluster mode a sharded channel per lock, in the lock's slot.
+    pub fn channel(&self, key: &str) -> Cow<'_, str> {
+        if self.inner.cluster {
+            Cow::Owned(format!("{key}:release"))
+        } else {
+            Cow::Borrowed(&self.inner.channel)
+        }
     }
 
-    /// The counter key holding the last issued index.
-    pub fn counter_key(&self) -> &str {
-        &self.inner.counter_key
+    /// The counter whose INCR gives lock `key` its index: one per namespace, or in cluster mode
+    /// one per lock, in the lock's slot.
+    pub fn counter_key(&self, key: &str) -> Cow<'_, str> {
+        if self.inner.cluster {
+            Cow::Owned(format!("{key}:index"))
+        } else {
+            Cow::Borrowed(&self.inner.counter_key)
+        }
     }
 
     fn backend(&self) -> Result<Backend> {
@@ -232,7 +269,7 @@ impl Lock {
     }
 
     async fn attempt(&self, backend: &Backend, key: &str, ttl_ms: u64) -> Result<Acquired> {
-        let counter_key = &self.inner.counter_key;
+        let counter_key = &*self.counter_key(key);
         match (backend, self.inner.replication) {
             (Backend::Single(node), None) => {
                 node.checked(node.acquire(key, counter_key, ttl_ms).await)
@@ -248,11 +285,12 @@ impl Lock {
                 if got.index > 0 {
                     // Granted but not replicated in time: a failover could lose it. Undo it
                     // (announced: others saw the key and may be waiting) and report no grant.
-                    node.release(key, got.index, &self.inner.channel).await?;
+                    node.release(key, got.index, &self.channel(key)).await?;
                 }
                 Ok(Acquired { index: -1, ..got })
             }
             (Backend::Quorum(nodes), _) => nodes.acquire(key, counter_key, ttl_ms).await,
+            (Backend::Cluster(cluster), _) => cluster.acquire(key, counter_key, ttl_ms).await,
         }
     }
 
@@ -287,7 +325,7 @@ impl Lock {
         let deadline = wait.map(|w| started + w);
         let waiters = backend.waiters();
 
-        let mut place = waiters.join(&self.inner.channel, &key);
+        let mut place = waiters.join(&self.channel(&key), &key);
         // Subscribed before the first attempt: a release between a failed attempt and the wait
         // is then always heard (redfour subscribed after failing, and could sleep a whole TTL).
         let limit = started + backend.timeouts().connect;
@@ -403,10 +441,11 @@ impl Lock {
     }
 
     async fn release_key(&self, backend: &Backend, key: &str, index: i64) -> Result<Released> {
-        let channel = &self.inner.channel;
+        let channel = &*self.channel(key);
         match backend {
             Backend::Single(node) => node.checked(node.release(key, index, channel).await).await,
             Backend::Quorum(nodes) => nodes.release(key, index, channel).await,
+            Backend::Cluster(cluster) => cluster.release(key, index, channel).await,
         }
     }
 
@@ -417,6 +456,7 @@ impl Lock {
         match self.backend()? {
             Backend::Single(node) => node.checked(node.renew(&key, index, ttl_ms).await).await,
             Backend::Quorum(nodes) => nodes.renew(&key, index, ttl_ms).await,
+            Backend::Cluster(cluster) => cluster.renew(&key, index, ttl_ms).await,
         }
     }
 }
@@ -426,6 +466,7 @@ impl Lock {
 enum Backend {
     Single(Arc<Endpoint>),
     Quorum(Arc<Quorum>),
+    Cluster(Arc<Cluster>),
 }
 
 impl Backend {
@@ -440,6 +481,10 @@ impl Backend {
                 nodes.ensure_subscribers();
                 &nodes.waiters
             }
+            Backend::Cluster(cluster) => {
+                cluster.ensure_subscriber();
+                &cluster.waiters
+            }
         }
     }
 
@@ -447,6 +492,7 @@ impl Backend {
         match self {
             Backend::Single(node) => node.timeouts(),
             Backend::Quorum(nodes) => nodes.timeouts(),
+            Backend::Cluster(cluster) => cluster.timeouts(),
         }
     }
 }

@@ -7,9 +7,12 @@
 //! - counter: STRING `{namespace}index`, INCR on every grant (a fencing token);
 //! - release: PUBLISH on `{namespace}-release` with the lock key as the payload.
 
+use crate::core::error::Result;
+use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, ServerErrorKind, ToRedisArgs};
 use std::sync::OnceLock;
+use tokio::time::Instant;
 
 /// Returns `{1, index, ttl}` on a grant and `{0, -1, pttl of the holder}` otherwise. The TTL is
 /// checked before any write, so a bad TTL can never leave a key without expiry (redfour's INCR +
@@ -30,7 +33,8 @@ return {1, index, ttl}
 
 /// Returns `{1, "released", index}`, `{0, "conflict", holder index or -1}`, or
 /// `{1, "expired", -1}` when the key is already gone. Publishes on ARGV[2] only on a real release
-/// (and not at all when ARGV[2] is empty: undoing a grant nobody saw).
+/// (not at all when ARGV[2] is empty: undoing a grant nobody saw); with SPUBLISH, a sharded
+/// channel in the key's slot, when ARGV[3] is "sharded" (cluster mode).
 pub const RELEASE: &str = r#"
 if redis.call("EXISTS", KEYS[1]) == 0 then
   return {1, "expired", -1}
@@ -38,7 +42,9 @@ end
 local current = tonumber(redis.call("HGET", KEYS[1], "index"))
 if current ~= nil and current == tonumber(ARGV[1]) then
   redis.call("DEL", KEYS[1])
-  if ARGV[2] ~= "" then
+  if ARGV[3] == "sharded" then
+    redis.call("SPUBLISH", ARGV[2], KEYS[1])
+  elseif ARGV[2] ~= "" then
     redis.call("PUBLISH", ARGV[2], KEYS[1])
   end
   return {1, "released", current}
@@ -104,28 +110,23 @@ impl StaticScript {
             .get_or_init(|| redis::Script::new(self.source).get_hash().to_string())
     }
 
-    /// Runs the script with EVALSHA, loading it on NOSCRIPT (a restarted or flushed server) and
-    /// trying once more. `args` (a value or a tuple) follow the keys.
+    /// Runs the script with EVALSHA, and on NOSCRIPT (a restarted or flushed server) with EVAL,
+    /// which also caches it there. EVAL is routed by its keys like EVALSHA, so in a cluster it
+    /// reaches the node that lacked the script. `args` (a value or a tuple) follow the keys.
     pub async fn run<T: FromRedisValue>(
         &self,
         conn: &mut impl ConnectionLike,
         keys: &[&str],
         args: impl ToRedisArgs,
     ) -> redis::RedisResult<T> {
-        let mut cmd = Cmd::new();
-        cmd.arg("EVALSHA")
-            .arg(self.hash())
-            .arg(keys.len())
-            .arg(keys)
-            .arg(args);
-        match cmd.query_async(conn).await {
+        let call = |name: &str, body: &str| {
+            let mut cmd = Cmd::new();
+            cmd.arg(name).arg(body).arg(keys.len()).arg(keys).arg(&args);
+            cmd
+        };
+        match call("EVALSHA", self.hash()).query_async(conn).await {
             Err(err) if err.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => {
-                redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(self.source)
-                    .exec_async(conn)
-                    .await?;
-                cmd.query_async(conn).await
+                call("EVAL", self.source).query_async(conn).await
             }
             other => other,
         }
@@ -136,3 +137,69 @@ pub static ACQUIRE_SCRIPT: StaticScript = StaticScript::new(ACQUIRE);
 pub static RELEASE_SCRIPT: StaticScript = StaticScript::new(RELEASE);
 pub static RENEW_SCRIPT: StaticScript = StaticScript::new(RENEW);
 pub static COMMIT_SCRIPT: StaticScript = StaticScript::new(COMMIT);
+
+/// One acquire attempt on `conn`: keys `key` and `counter_key`.
+pub async fn acquire(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    counter_key: &str,
+    ttl_ms: u64,
+) -> Result<Acquired> {
+    let sent_at = Instant::now();
+    let (success, index, ttl): (i64, i64, i64) = ACQUIRE_SCRIPT
+        .run(conn, &[key, counter_key], ttl_ms)
+        .await?;
+    Ok(Acquired {
+        success: success == 1,
+        index,
+        ttl,
+        sent_at,
+    })
+}
+
+/// Releases `key` if held under `index`, announcing it on `channel` (a sharded channel if
+/// `sharded`).
+pub async fn release(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    index: i64,
+    channel: &str,
+    sharded: bool,
+) -> Result<Released> {
+    let mode = if sharded { "sharded" } else { "" };
+    let (success, result, current): (i64, String, i64) = RELEASE_SCRIPT
+        .run(conn, &[key], (index, channel, mode))
+        .await?;
+    let result = match result.as_str() {
+        "released" => ReleaseResult::Released,
+        "expired" => ReleaseResult::Expired,
+        _ => ReleaseResult::Conflict,
+    };
+    Ok(Released {
+        success: success == 1,
+        result,
+        index: current,
+    })
+}
+
+/// Sets the TTL of `key` if it is still held under `index`.
+pub async fn renew(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    index: i64,
+    ttl_ms: u64,
+) -> Result<Renewed> {
+    let (success, result, index, ttl): (i64, String, i64, i64) =
+        RENEW_SCRIPT.run(conn, &[key], (index, ttl_ms)).await?;
+    let result = match result.as_str() {
+        "renewed" => RenewResult::Renewed,
+        "missing" => RenewResult::Missing,
+        _ => RenewResult::Conflict,
+    };
+    Ok(Renewed {
+        success: success == 1,
+        result,
+        index,
+        ttl,
+    })
+}

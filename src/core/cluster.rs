@@ -1,0 +1,220 @@
+//! Redis Cluster mode. Each lock's keys and release channel carry one hash tag, so they live in
+//! one slot: lock `{ns:id}`, counter `{ns:id}:index` (a fencing counter per lock), sharded
+//! release channel `{ns:id}:release` (SPUBLISH/SSUBSCRIBE, Redis 7). This layout differs from
+//! redfour's (whose two keys hash to different slots and so cannot work in a cluster).
+//!
+//! Two cluster connections: one for commands, one (RESP3) for sharded subscriptions. redis-rs
+//! routes by slot, follows MOVED/ASK, and resubscribes after resharding or failover. (They are
+//! separate because a slot move makes the server push SUNSUBSCRIBE, which redis-rs 1.8 can take
+//! for the reply to a command pending on the same connection.) Releases published during such a
+//! change can be missed: waiters then fall back to polling at the holder's TTL, and every queue
+//! head retries when the library reports a disconnection.
+
+use crate::core::endpoint::{Connect, Registry, Timeouts};
+use crate::core::error::{LockError, Result};
+use crate::core::lock::{Acquired, Released, Renewed};
+use crate::core::scripts;
+use crate::core::waiters::{SubscriberCommand, Waiters};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{PushInfo, PushKind, Value};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use tokio::sync::mpsc;
+
+pub struct Cluster {
+    client: redis::cluster::ClusterClient,
+    conn: RwLock<Option<ClusterConnection>>,
+    subscriber_client: redis::cluster::ClusterClient,
+    subscriber_conn: RwLock<Option<ClusterConnection>>,
+    connecting: tokio::sync::Mutex<()>,
+    /// Pushes (sharded messages, disconnections) until the subscriber task takes them.
+    pushes: Mutex<Option<mpsc::UnboundedReceiver<PushInfo>>>,
+    pub waiters: Arc<Waiters>,
+    timeouts: Timeouts,
+}
+
+static CLUSTERS: Registry<(Vec<String>, Connect), Cluster> = Registry::new();
+
+impl Cluster {
+    /// The cluster reached through the seed nodes `urls`, shared by every Lock with the same seeds.
+    pub fn shared(urls: &[String], connect: &Connect) -> Result<Arc<Cluster>> {
+        let mut seeds = urls.to_vec();
+        seeds.sort();
+        CLUSTERS.get_or_create((seeds, connect.clone()), || {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let client = build(urls, connect, None)?;
+            let subscriber_client = build(urls, connect, Some(tx))?;
+            Ok(Arc::new(Cluster {
+                client,
+                conn: RwLock::new(None),
+                subscriber_client,
+                subscriber_conn: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                pushes: Mutex::new(Some(rx)),
+                waiters: Arc::new(Waiters::new()),
+                timeouts: connect.timeouts,
+            }))
+        })
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// The command connection, opened on first use (a failed connect is retried next time).
+    pub async fn connection(&self) -> Result<ClusterConnection> {
+        self.open(&self.client, &self.conn).await
+    }
+
+    async fn subscriber_connection(&self) -> Result<ClusterConnection> {
+        self.open(&self.subscriber_client, &self.subscriber_conn)
+            .await
+    }
+
+    async fn open(
+        &self,
+        client: &redis::cluster::ClusterClient,
+        slot: &RwLock<Option<ClusterConnection>>,
+    ) -> Result<ClusterConnection> {
+        let cached = || slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(conn) = cached() {
+            return Ok(conn);
+        }
+        let _single_flight = self.connecting.lock().await;
+        if let Some(conn) = cached() {
+            return Ok(conn);
+        }
+        let connect = client.get_async_connection();
+        let conn = match tokio::time::timeout(self.timeouts.connect * 2, connect).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) => return Err(err.into()),
+            Err(_) => {
+                return Err(LockError::unreachable(
+                    "could not reach the cluster in time",
+                ))
+            }
+        };
+        *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    pub fn ensure_subscriber(self: &Arc<Self>) {
+        self.waiters.attach_subscribers(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let pushes = self.pushes.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(pushes) = pushes {
+                tokio::spawn(subscribe(Arc::downgrade(self), rx, pushes));
+            }
+            vec![tx]
+        });
+    }
+
+    pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
+        scripts::acquire(&mut self.connection().await?, key, counter_key, ttl_ms).await
+    }
+
+    pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
+        scripts::release(&mut self.connection().await?, key, index, channel, true).await
+    }
+
+    pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
+        scripts::renew(&mut self.connection().await?, key, index, ttl_ms).await
+    }
+}
+
+/// A cluster client; with `pushes`, RESP3 and sharded-subscription pushes sent there.
+fn build(
+    urls: &[String],
+    connect: &Connect,
+    pushes: Option<mpsc::UnboundedSender<PushInfo>>,
+) -> Result<redis::cluster::ClusterClient> {
+    let mut builder = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+        .connection_timeout(connect.timeouts.connect)
+        .response_timeout(connect.timeouts.command);
+    if let Some(pushes) = pushes {
+        builder = builder
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes);
+    }
+    if let Some(tls) = &connect.tls {
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: match (&tls.cert, &tls.key) {
+                (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+                _ => None,
+            },
+            root_cert: tls.ca.clone(),
+        });
+    }
+    builder
+        .build()
+        .map_err(|err| LockError::InvalidArg(format!("invalid cluster URLs: {err}")))
+}
+
+/// The subscriber of cluster mode: SSUBSCRIBE/SUNSUBSCRIBE as waiters come and go, and sharded
+/// messages turned into wake-ups. Ends when the cluster is dropped.
+async fn subscribe(
+    cluster: Weak<Cluster>,
+    mut commands: mpsc::UnboundedReceiver<SubscriberCommand>,
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+) {
+    loop {
+        tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                let Some(cluster) = cluster.upgrade() else { return };
+                let Ok(mut conn) = cluster.subscriber_connection().await else {
+                    // Waiters poll at the holder's TTL meanwhile; the next command tries again.
+                    continue;
+                };
+                match command {
+                    SubscriberCommand::Subscribe(channel) => {
+                        if conn.ssubscribe(&channel).await.is_ok() {
+                            cluster.waiters.set_subscribed(&channel, true);
+                        }
+                    }
+                    SubscriberCommand::Unsubscribe(channel) => {
+                        if !cluster.waiters.is_wanted(&channel) {
+                            let _ = conn.sunsubscribe(&channel).await;
+                        }
+                    }
+                }
+            }
+            push = pushes.recv() => {
+                let Some(push) = push else { return };
+                let Some(cluster) = cluster.upgrade() else { return };
+                match (push.kind, push.data.as_slice()) {
+                    (PushKind::SMessage, [channel, payload, ..]) => {
+                        if let (Some(channel), Some(key)) = (text(channel), text(payload)) {
+                            cluster.waiters.released(&channel, &key);
+                        }
+                    }
+                    (PushKind::Disconnection, _) => cluster.waiters.wake_all_heads(),
+                    // The server drops sharded subscriptions whose slot moved away. Follow the
+                    // slot (the client is redirected to the new owner) and let every queue head
+                    // look again: a release may have gone by meanwhile.
+                    (PushKind::SUnsubscribe, [channel, ..]) => {
+                        let Some(channel) = text(channel) else { continue };
+                        if cluster.waiters.is_wanted(&channel) {
+                            if let Ok(mut conn) = cluster.subscriber_connection().await {
+                                let _ = conn.ssubscribe(&channel).await;
+                            }
+                            cluster.waiters.wake_all_heads();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
