@@ -214,7 +214,7 @@ declare namespace Lock {
      * node-redis or ioredis client (only its address, credentials, database and TLS setting are
      * read; redfour-native opens its own connections with them). Required.
      */
-    redis: string | RedisConnectionOptions | RedisClientLike;
+    redis: string | RedisConnectionOptions | RedisClientLike | SentinelOptions | Array<string | RedisConnectionOptions>;
     /**
      * Prefix of every key and of the release channel: the lock key is `${namespace}:${id}`, the
      * fencing counter `${namespace}index`, the channel `${namespace}-release`. Default `'lock'`.
@@ -224,6 +224,49 @@ declare namespace Lock {
     connectTimeout?: number;
     /** Milliseconds to wait for a Redis reply before failing with `ERR_REDIS`. Default 5000. */
     commandTimeout?: number;
+    /** TLS material for `rediss://` servers; applies to every connection, the subscriber included. */
+    tls?: TlsOptions;
+    /**
+     * Single-server mode: replicas that must acknowledge a grant (Redis `WAIT`) before it counts;
+     * a grant acknowledged by fewer is undone and reported `success: false`. Default 0.
+     */
+    minReplications?: number;
+    /** Milliseconds `WAIT` may take when `minReplications` is set. Default 1000. */
+    replicationTimeout?: number;
+    /**
+     * Redis Cluster mode: `redis` names seed nodes; keys are hash-tagged per lock
+     * (`{namespace:id}`, counter `{namespace:id}:index`, sharded channel `{namespace:id}:release`).
+     */
+    cluster?: boolean;
+  }
+
+  /** PEM text or bytes. */
+  export type Pem = string | Uint8Array;
+
+  export interface TlsOptions {
+    /** Trusted CA certificate(s) instead of the system store. */
+    ca?: Pem | Pem[];
+    /** Client certificate for mutual TLS (with `key`). */
+    cert?: Pem;
+    /** Client private key for mutual TLS (with `cert`). */
+    key?: Pem;
+    /** `false` skips certificate verification (tests only). Default true. */
+    rejectUnauthorized?: boolean;
+  }
+
+  /** Sentinel mode (ioredis's option names): the master is found by `name` and followed across failovers. */
+  export interface SentinelOptions {
+    sentinels: Array<{ host: string; port: number } | string>;
+    /** The master's name as the sentinels monitor it. */
+    name: string;
+    /** Credentials and database of the master. */
+    username?: string;
+    password?: string;
+    db?: number;
+    /** Credentials of the sentinels themselves. */
+    sentinelUsername?: string;
+    sentinelPassword?: string;
+    tls?: boolean | TlsOptions;
   }
 
   /** Connection options, as given to `redis.createClient` or `new Redis()` (the subset that is read). */
@@ -400,6 +443,8 @@ declare namespace Lock {
     readonly ERR_REDIS: 'ERR_REDIS';
     /** The Lock was closed; pending waits and later calls fail with this code. */
     readonly ERR_CLOSED: 'ERR_CLOSED';
+    /** Quorum mode: fewer than a majority of the Redis nodes answered. */
+    readonly ERR_NO_QUORUM: 'ERR_NO_QUORUM';
     /** The caller's AbortSignal fired before the lock was granted. */
     readonly ERR_ABORTED: 'ERR_ABORTED';
     /** `acquire`/`using` did not get the lock within `waitMs`; `err.ttl` is the holder's remaining TTL. */

@@ -117,6 +117,14 @@ function callbacks(lock: Lock, done: (err: Error | null, token?: string) => void
   void p;
 }
 
+// Topologies.
+new Lock({ redis: ['redis://a:6379', 'redis://b:6379', 'redis://c:6379'] });
+new Lock({ redis: 'rediss://h:6380', tls: { ca: 'PEM', cert: new Uint8Array([1]), key: 'k' }, minReplications: 1, replicationTimeout: 500 });
+new Lock({ redis: { sentinels: [{ host: 'h', port: 26379 }], name: 'mymaster', password: 'p' } });
+new Lock({ redis: 'redis://seed:7000', cluster: true });
+// @ts-expect-error: cluster is a boolean
+new Lock({ redis: 'redis://seed:7000', cluster: 'yes' });
+
 // Errors and constants.
 function errors(err: unknown): string {
   if (isLockError(err)) {
@@ -125,6 +133,7 @@ function errors(err: unknown): string {
         return `bad argument: ${err.message}`;
       case codes.ERR_REDIS:
       case codes.ERR_CLOSED:
+      case codes.ERR_NO_QUORUM:
       case codes.ERR_ABORTED:
       case codes.ERR_INTERNAL:
         return err.code;
