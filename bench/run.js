@@ -38,11 +38,11 @@ const want = (s) => !ONLY || ONLY.includes(s);
 
 const P = QUICK
   ? {
-      latency: { rounds: 1, warmup: 300, count: 2000 },
-      throughput: { rounds: 1, loops: 64, warmupMs: 300, durationMs: 1000 },
-      handoff: { rounds: 1, iterations: 40, settleMs: 15 },
-      contention: { ns: [10, 100, 500], capMs: 6000 },
-      scale: { waiters: 10000, settleMs: 1500, drainLimitMs: 6000, instances: 1000 },
+      latency: { rounds: 1, warmup: 200, count: 1500 },
+      throughput: { rounds: 1, loops: 64, warmupMs: 200, durationMs: 700 },
+      handoff: { rounds: 1, iterations: 30, settleMs: 15 },
+      contention: { ns: [10, 100, 500], capMs: 4000 },
+      scale: { waiters: 10000, settleMs: 1000, drainLimitMs: 3000, instances: 200 },
     }
   : {
       latency: { rounds: 3, warmup: 500, count: 9000 },
@@ -56,7 +56,8 @@ const CONTENTION = { processes: 4, sectionMs: 1, lockTtl: 1000 };
 // module_init in src/binding.rs); REDFOUR_BENCH_RUST_WORKERS overrides.
 const RUST_WORKERS = Number(process.env.REDFOUR_BENCH_RUST_WORKERS || 1);
 
-const log = (...a) => console.error(...a);
+const T0 = Date.now();
+const log = (...a) => console.error(`[${((Date.now() - T0) / 1000).toFixed(0).padStart(3)} s]`, ...a);
 
 function failed(what, err) {
   const first = String(err && err.message ? err.message : err).split('\n').slice(0, 3).join(' | ');
@@ -395,7 +396,7 @@ async function scaleWaiters(url, lib) {
     // Redis load while all of them wait (after their first attempts): pollers keep polling.
     const before = await commandStats();
     const tIdle = process.hrtime.bigint();
-    await sleep(1000);
+    await sleep(QUICK ? 500 : 1000);
     const idle = statsDelta(before, await commandStats());
     const idleSeconds = Number(process.hrtime.bigint() - tIdle) / 1e9;
     const { t0 } = await withTimeout(holder.call('releaseMany'), 60000, 'releaseMany');

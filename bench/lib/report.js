@@ -67,7 +67,7 @@ function targets(r) {
   const sw = r.scale?.waiters?.[OURS];
   if (ok(sw)) add('5 scale', '10,000 waiters under 50 MB RSS over baseline', `${fmt(sw.rssOverBaseMB)} MB (peak ${fmt(sw.peakOverBaseMB)} MB)`, sw.rssOverBaseMB < 50 && sw.peakOverBaseMB < 50);
   const si = r.scale?.instances?.[OURS];
-  if (ok(si)) add('5 scale', '1,000 Lock instances on one URL open at most 2 sockets', `${si.sockets} sockets`, si.sockets <= 2);
+  if (ok(si)) add('5 scale', '1,000 Lock instances on one URL open at most 2 sockets', `${si.sockets} sockets (${si.instances.toLocaleString('en-US')} instances${si.instances < 1000 ? ', quick mode' : ''})`, si.sockets <= 2);
   return t;
 }
 
