@@ -131,6 +131,41 @@ describe('password-protected server (--requirepass)', () => {
     await exercise(lock, secured);
   });
 
+  it('a wrong password and the right one on the same host:port are never mixed up (either order)', async () => {
+    for (const order of ['wrong-first', 'right-first']) {
+      const make = (pw) => {
+        const l = new Lock({ redis: `redis://:${encodeURIComponent(pw)}@127.0.0.1:${secured.port}`, namespace: uniqueNs(`mix-${order}`), connectTimeout: 1000 });
+        locks.push(l);
+        return l;
+      };
+      const [wrong, right] = order === 'wrong-first'
+        ? [make('not-the-password'), make(PASSWORD)]
+        : [null, make(PASSWORD)];
+      const rightResult = await right.acquireLock('m', 5000);
+      assert.equal(rightResult.success, true);
+      const wrongLock = wrong || make('not-the-password');
+      await assert.rejects(wrongLock.acquireLock('m2', 5000), (e) => e.code === 'ERR_REDIS',
+        `${order}: a Lock with a wrong password must not ride on an authenticated connection`);
+      assert.equal(await secured.command('EXISTS', `${wrongLock.namespace}:m2`), 0);
+      await right.releaseLock(rightResult);
+    }
+  });
+
+  it('ioredis client with a database number: keys go to that database', async () => {
+    const client = ioredisClient(secured, { db: 3 });
+    const lock = new Lock({ redis: client, namespace: uniqueNs('db3') });
+    locks.push(lock);
+    const r = await lock.acquireLock('d', 5000);
+    assert.equal(r.success, true);
+    const db3 = secured.client({ db: 3 });
+    assert.equal(await db3.hget(`${lock.namespace}:d`, 'index'), String(r.index));
+    assert.equal(await secured.command('EXISTS', `${lock.namespace}:d`), 0, 'written to db 0 instead of db 3');
+    const pending = lock.waitAcquireLock('d', 5000, 0);
+    await sleep(100);
+    await lock.releaseLock(r);
+    assert.equal((await within(pending, 5000, 'waiter in db 3')).success, true);
+  });
+
   it('node-redis 2.x client (redfour\'s own, detected by .address) with password', async () => {
     let legacy;
     try {

@@ -119,6 +119,39 @@ describe('wire format', () => {
     assert.equal((await lock.acquireLock('k', 1000)).success, true);
   });
 
+  it('Redis errors are ERR_REDIS: a corrupted counter fails the acquire and leaves no lock key', async () => {
+    const ns = uniqueNs('corrupt');
+    const lock = newLock(ns);
+    await server.command('SET', `${ns}index`, 'not-a-number');
+    await assert.rejects(lock.acquireLock('c', 5000), (e) => e.code === 'ERR_REDIS' && e instanceof Error);
+    await assert.rejects(lock.waitAcquireLock('c', 5000, 1000), (e) => e.code === 'ERR_REDIS');
+    assert.equal(await server.command('EXISTS', `${ns}:c`), 0, 'a failed grant left a lock key (possibly without TTL)');
+  });
+
+  it('Redis errors are ERR_REDIS: the lock key holding another type (WRONGTYPE) on release/renew', async () => {
+    const ns = uniqueNs('wrongtype');
+    const lock = newLock(ns);
+    await server.command('SET', `${ns}:s`, 'a string, not a hash');
+    await assert.rejects(lock.releaseLock({ id: 's', index: 1 }), (e) => e.code === 'ERR_REDIS');
+    await assert.rejects(lock.renewLock({ id: 's', index: 1 }, 1000), (e) => e.code === 'ERR_REDIS');
+    assert.equal(await server.command('GET', `${ns}:s`), 'a string, not a hash');
+  });
+
+  it('TTL boundaries: 1 ms and 2147483647 ms (the documented maximum) are accepted', async () => {
+    const ns = uniqueNs('bounds');
+    const lock = newLock(ns);
+    const long = await lock.acquireLock('long', 2147483647);
+    assert.deepEqual({ success: long.success, ttl: long.ttl }, { success: true, ttl: 2147483647 });
+    assert.ok((await server.command('PTTL', `${ns}:long`)) > 2147000000);
+    const short = await lock.acquireLock('short', 1);
+    assert.equal(short.success, true);
+    const w = await within(lock.waitAcquireLock('short', 1000, 2147483647), 10000, 'wait behind a 1 ms lease');
+    assert.equal(w.success, true);
+    assert.equal((await lock.renewLock(long, 2147483647)).result, 'renewed');
+    await lock.releaseLock(long);
+    await lock.releaseLock(w);
+  });
+
   it('a lock written by hand in redfour layout is honoured (HSET + PEXPIRE, counter INCR)', async () => {
     const ns = uniqueNs('hand');
     const lock = newLock(ns);
