@@ -41,8 +41,8 @@ const P = QUICK
       latency: { rounds: 1, warmup: 200, count: 1500 },
       throughput: { rounds: 1, loops: 64, warmupMs: 200, durationMs: 700 },
       handoff: { rounds: 1, iterations: 30, settleMs: 15 },
-      contention: { ns: [10, 100, 500], capMs: 4000 },
-      scale: { waiters: 10000, settleMs: 1000, drainLimitMs: 3000, instances: 200 },
+      contention: { ns: [10, 100, 500], capMs: 3000 },
+      scale: { waiters: 10000, settleMs: 800, drainLimitMs: 3000, instances: 200 },
     }
   : {
       latency: { rounds: 3, warmup: 500, count: 9000 },
@@ -547,6 +547,15 @@ async function main() {
     log(`wrote ${path.relative(process.cwd(), jsonPath)}, ${QUICK ? 'bench/RESULTS-quick.md' : 'bench/RESULTS.md'}${chartPath ? `, ${path.relative(process.cwd(), chartPath)}` : ''}`);
   }
   log(`done in ${results.seconds.toFixed(0)} s`);
+}
+
+// Interrupted: exit through process.exit, whose 'exit' hook stops redis-server by its pid (the
+// workers exit by themselves when their IPC channel closes).
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    log(`${signal}: stopping`);
+    process.exit(130);
+  });
 }
 
 main().catch((err) => {
