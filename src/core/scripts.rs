@@ -14,16 +14,17 @@ use redis::{Cmd, FromRedisValue, ServerErrorKind, ToRedisArgs};
 use std::sync::OnceLock;
 use tokio::time::Instant;
 
-/// Returns `{1, index, ttl}` on a grant and `{0, -1, pttl of the holder}` otherwise. The TTL is
-/// checked before any write, so a bad TTL can never leave a key without expiry (redfour's INCR +
-/// HMSET ran before its PEXPIRE failed).
+/// Returns `{1, index, ttl}` on a grant and `{0, -1, pttl of the holder}` otherwise (PTTL alone
+/// tells both: -2 is "no such key"). The TTL is checked before any write, so a bad TTL can never
+/// leave a key without expiry (redfour's INCR + HMSET ran before its PEXPIRE failed).
 pub const ACQUIRE: &str = r#"
 local ttl = tonumber(ARGV[1])
 if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
   return redis.error_reply("ERR redfour-native: invalid ttl")
 end
-if redis.call("EXISTS", KEYS[1]) == 1 then
-  return {0, -1, redis.call("PTTL", KEYS[1])}
+local pttl = redis.call("PTTL", KEYS[1])
+if pttl ~= -2 then
+  return {0, -1, pttl}
 end
 local index = redis.call("INCR", KEYS[2])
 redis.call("HSET", KEYS[1], "index", index)
@@ -36,11 +37,14 @@ return {1, index, ttl}
 /// (not at all when ARGV[2] is empty: undoing a grant nobody saw); with SPUBLISH, a sharded
 /// channel in the key's slot, when ARGV[3] is "sharded" (cluster mode).
 pub const RELEASE: &str = r#"
-if redis.call("EXISTS", KEYS[1]) == 0 then
-  return {1, "expired", -1}
-end
 local current = tonumber(redis.call("HGET", KEYS[1], "index"))
-if current ~= nil and current == tonumber(ARGV[1]) then
+if current == nil then
+  if redis.call("EXISTS", KEYS[1]) == 0 then
+    return {1, "expired", -1}
+  end
+  return {0, "conflict", -1}
+end
+if current == tonumber(ARGV[1]) then
   redis.call("DEL", KEYS[1])
   if ARGV[3] == "sharded" then
     redis.call("SPUBLISH", ARGV[2], KEYS[1])
@@ -49,7 +53,7 @@ if current ~= nil and current == tonumber(ARGV[1]) then
   end
   return {1, "released", current}
 end
-return {0, "conflict", current or -1}
+return {0, "conflict", current}
 "#;
 
 /// Renews (sets the TTL of) a lock still held under the given index. Returns
@@ -59,15 +63,16 @@ local ttl = tonumber(ARGV[2])
 if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
   return redis.error_reply("ERR redfour-native: invalid ttl")
 end
-if redis.call("EXISTS", KEYS[1]) == 0 then
-  return {0, "missing", -1, -2}
-end
 local current = tonumber(redis.call("HGET", KEYS[1], "index"))
 if current ~= nil and current == tonumber(ARGV[1]) then
   redis.call("PEXPIRE", KEYS[1], ttl)
   return {1, "renewed", current, ttl}
 end
-return {0, "conflict", -1, redis.call("PTTL", KEYS[1])}
+local pttl = redis.call("PTTL", KEYS[1])
+if pttl == -2 then
+  return {0, "missing", -1, -2}
+end
+return {0, "conflict", -1, pttl}
 "#;
 
 /// Quorum mode's second round: on a node that granted the lock under its own index ARGV[1],
