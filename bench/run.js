@@ -8,6 +8,8 @@
 //   --only=latency,throughput,handoff,contention,scale,overhead   run some scenarios
 //   --libs=redfour-native,redfour                                    run some libraries
 //   --no-write   print only (no results/<date>.json, RESULTS.md or chart)
+//   --wait-quiet[=S]  first wait up to S seconds (default 300) for the 1-minute load average to
+//                     drop under 1.0 (the machine may be shared with builds and test runs)
 //
 // Writes bench/results/<YYYY-MM-DD>.json, bench/RESULTS.md and bench/results/<date>-*.png.
 // Benchmarks are measurements, never assertions: this exits 0 whether targets are met or not.
@@ -494,7 +496,18 @@ async function overhead(url, results) {
 
 // --- main -----------------------------------------------------------------------------------
 
+async function waitQuiet() {
+  const a = args.find((x) => x === '--wait-quiet' || x.startsWith('--wait-quiet='));
+  if (!a) return;
+  const limit = Date.now() + 1000 * (a.includes('=') ? Number(a.split('=')[1]) : 300);
+  while (os.loadavg()[0] >= 1.0 && Date.now() < limit) {
+    log(`load average ${os.loadavg()[0].toFixed(2)}: waiting for a quieter machine`);
+    await sleep(15000);
+  }
+}
+
 async function main() {
+  await waitQuiet();
   const started = Date.now();
   const date = new Date().toISOString().slice(0, 10);
   const results = { date, startedAt: new Date().toISOString(), quick: QUICK, params: { ...P, contentionSetup: CONTENTION, pollMs: libs.POLL_MS }, machine: machine() };
