@@ -150,15 +150,16 @@ handlers.startWait = async ({ id, ttl, waitMs }) => {
 };
 
 /**
- * A critical section of `ms` milliseconds. setTimeout cannot sleep 1 ms (libuv's timers have
+ * A critical section of 1 ms, counted from the moment the lock is held (the counter file's
+ * reads and writes included). setTimeout cannot sleep 1 ms (libuv's timers have
  * millisecond granularity: a 1 ms timer fires after 1-2 ms), and spinning would take a CPU from
  * Redis and the other processes on a 2-core machine. Atomics.wait sleeps in the kernel (a timed
  * futex wait) to within tens of µs, using no CPU; it holds this process's event loop, like
  * synchronous work would, while the lock's own machinery in the other processes runs freely.
  */
 const parked = new Int32Array(new SharedArrayBuffer(4));
-async function work(ms) {
-  const end = now() + BigInt(Math.round(ms * 1e6));
+/** Works until `end` (an hrtime in ns): the section lasts `ms` from the moment the lock is held. */
+async function workUntil(end) {
   for (;;) {
     const left = Number(end - now()) / 1e6;
     if (left <= 0) return;
@@ -187,7 +188,7 @@ handlers.contend = async ({ id, waiters, sectionMs, ttl, waitMs, counterFile }) 
     const [count, busy] = fs.readFileSync(counterFile, 'utf8').split(',').map(Number);
     if (busy) state.violations++;
     fs.writeFileSync(counterFile, `${count},1`);
-    await work(sectionMs);
+    await workUntil(start + BigInt(Math.round(sectionMs * 1e6)));
     const after = fs.readFileSync(counterFile, 'utf8').split(',').map(Number);
     if (after[0] !== count || after[1] !== 1) state.violations++;
     fs.writeFileSync(counterFile, `${count + 1},0`);
