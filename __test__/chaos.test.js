@@ -89,6 +89,14 @@ describe('history checker', () => {
     assert.equal(r.violationsByKind['immortal-key'], 1);
   });
 
+  it('a grant learnt of only after its lease ended (a stalled process) is never believed, so never overlaps', () => {
+    const r = check([
+      life(0, grant(0, 1, 'a', 2, 1500, { rel: 1600 })),
+      life(1, grant(1, 1, 'a', 1, 1501, { until: 1100, rel: 1502, callT: 100 })), // acquireLock sent at 100, ttl 1000
+    ], []);
+    assert.equal(r.violations, 0, JSON.stringify(r.examples));
+  });
+
   it('a lease check that says valid extends the belief; a later grant inside it is an overlap', () => {
     const lease = [
       { k: 'call', w: 0, c: 1, op: 'lease', id: 'a', ttl: 600, wait: 500, t: ms(0) },

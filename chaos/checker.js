@@ -150,16 +150,17 @@ function check(workerHistories, events, options) {
     let lastHeld = null;
     for (let i = 0; i < list.length; i++) {
       const g = list[i];
-      // 1. overlap with any earlier grant still believed valid
+      // 1. overlap with any earlier grant still believed valid (a grant whose lease had already
+      // ended when its holder learnt of it was never believed: it cannot overlap)
       for (let j = active.length - 1; j >= 0; j--) if (active[j].end <= g.start + opts.tolUs) active.splice(j, 1);
-      for (const p of active) {
+      for (const p of g.end > g.start ? active : []) {
         if (p.idx === g.idx) continue;
         let why;
         if (lostBetween(p.start, g.start)) why = 'data-loss';
         else if (clientPaused(p) || clientPaused(g)) why = 'client-pause';
         flag('overlap', { id, first: describe(p), second: describe(g), overlapMs: (Math.min(p.end, g.end) - g.start) / 1000 }, why);
       }
-      active.push(g);
+      if (g.end > g.start) active.push(g);
       for (let j = naiveActive.length - 1; j >= 0; j--) if (naiveActive[j].naiveEnd <= g.start + opts.tolUs) naiveActive.splice(j, 1);
       naiveOverlaps += naiveActive.filter((p) => p.idx !== g.idx).length;
       naiveActive.push(g);
