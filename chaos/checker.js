@@ -178,13 +178,17 @@ function check(workerHistories, events, options) {
       }
       if (i === 0) continue;
       const p = list[i - 1];
-      // takeover after a holder died (SIGKILL: no release, the key must expire by its TTL)
+      // takeover after a holder died (SIGKILL: no release, the key must expire by its TTL), by a
+      // waiter that was already waiting when the lease ran out
       const pw = workers.get(p.w);
-      if (pw.death !== undefined && p.call.relT === undefined && pw.death < p.start + p.ttl * 1000) {
-        takeovers.push((g.start - (p.start + p.ttl * 1000)) / 1000);
+      const expiry = p.start + p.ttl * 1000;
+      // (a lease holder's key was renewed until its death: its expiry is not known here)
+      const plain = p.op === 'try' || p.op === 'wait';
+      if (plain && pw.death !== undefined && p.call.relT === undefined && pw.death < expiry && g.op !== 'try' && g.call.callT < expiry) {
+        takeovers.push((g.start - expiry) / 1000);
       }
       // handoff stall: how long a waiter still waited after the lock became free
-      if (g.op !== 'try' && !g.imm) {
+      if (g.op !== 'try' && !g.imm && (plain || p.call.reld)) {
         const released = p.call.reld && p.call.reld.result === 'released' || (p.call.reld && p.call.reld.result === 'using');
         const avail = released ? p.call.reld.t : p.start + p.ttl * 1000;
         const stall = (g.start - Math.max(avail, g.call.callT)) / 1000;
