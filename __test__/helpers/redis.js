@@ -188,8 +188,23 @@ class RedisServer {
     live.delete(this);
   }
 
-  /** Graceful stop: SIGTERM, then SIGKILL after `graceMs`. Resolves once the process has exited. */
+  /**
+   * Graceful stop: SIGTERM, then SIGKILL after `graceMs`. Resolves once the process has exited.
+   * Also disconnects the assertion clients, so none of them keeps retrying (and keeps the test
+   * process alive); `server.redis`/`server.command()` reconnect lazily after a later start().
+   */
   async stop(graceMs = 3000) {
+    await this._stopProcess(graceMs);
+    this._closeClients();
+  }
+
+  _closeClients() {
+    for (const c of this.clients) c.disconnect();
+    this.clients.clear();
+    this._shared = undefined;
+  }
+
+  async _stopProcess(graceMs = 3000) {
     const proc = this.proc;
     if (!proc) return;
     if (this.running) {
@@ -210,7 +225,10 @@ class RedisServer {
     live.delete(this);
   }
 
-  /** Hard crash: SIGKILL. Resolves once the process has exited. */
+  /**
+   * Hard crash: SIGKILL. Resolves once the process has exited. Assertion clients stay and
+   * reconnect after start() (they give up on their own after ~20 s of retrying).
+   */
   async kill() {
     await this._reap();
   }
@@ -230,7 +248,7 @@ class RedisServer {
   /** Stops (gracefully, or with SIGKILL when `hard`) and starts again on the same port. Data is lost. */
   async restart({ hard = false } = {}) {
     if (hard) await this.kill();
-    else await this.stop();
+    else await this._stopProcess();
     await this.start();
     return this;
   }
@@ -248,7 +266,9 @@ class RedisServer {
       lazyConnect: false,
       maxRetriesPerRequest: 3,
       connectTimeout: 2000,
-      retryStrategy: (times) => Math.min(times * 50, 500),
+      // Reconnect through a restart, but give up after ~20 s so that a client of a server that
+      // stays down cannot keep the test process alive forever.
+      retryStrategy: (times) => (times > 45 ? null : Math.min(times * 50, 500)),
       ...extra,
     });
     client.on('error', () => {}); // expected while a test stops the server
@@ -316,9 +336,6 @@ class RedisServer {
 
   /** Closes the assertion clients, stops the server and removes its directory. */
   async cleanup() {
-    for (const c of this.clients) c.disconnect();
-    this.clients.clear();
-    this._shared = undefined;
     await this.stop();
     if (this.dir) {
       fs.rmSync(this.dir, { recursive: true, force: true });
