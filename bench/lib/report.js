@@ -97,15 +97,15 @@ function sections(r) {
     const ours = lat[OURS];
     const rows = [...LIBS, 'floor'].filter((l) => lat[l]).map((lib) => {
       const row = lat[lib];
-      if (!ok(row)) return [lib, 'error', '', '', '', ''];
+      if (!ok(row)) return [lib, 'error', '', '', '', '', ''];
       const vs = lib === OURS ? '' : ok(ours) ? (lib === 'floor' ? `ours ${fmtRatio(ours.p50 / row.p50)} of floor` : fmtRatio(row.p50 / ours.p50)) : '';
       const vs99 = lib === OURS || lib === 'floor' || !ok(ours) ? '' : fmtRatio(row.p99 / ours.p99);
-      return [lib, fmt(row.p50), fmt(row.p99), fmt(row.mean), vs, vs99];
+      return [lib, fmt(row.p50), fmt(row.p99), fmt(row.mean), (row.roundsP50 || []).map((v) => fmt(v)).join(' / '), vs, vs99];
     });
     out.push({
       title: '1. Latency: one client, sequential acquire + release of distinct ids (µs per pair)',
-      note: `${lat[OURS]?.n ?? ''} pairs per library after warm-up, in ${r.params.latency.rounds} round(s) of fresh processes, libraries in alternating order; p50 of each round for redfour-native: ${(lat[OURS]?.roundsP50 || []).join(', ')} µs. "ours faster" = peer / redfour-native. floor = two EVALSHA round trips of a trivial script with ioredis.`,
-      headers: ['library', 'p50 µs', 'p99 µs', 'mean µs', 'ours faster (p50)', 'ours faster (p99)'],
+      note: `${lat[OURS]?.n ?? ''} pairs per library after warm-up, in ${r.params.latency.rounds} round(s) of fresh processes, libraries in alternating order. "ours faster" = peer / redfour-native. floor = two EVALSHA round trips of a trivial script with ioredis.`,
+      headers: ['library', 'p50 µs', 'p99 µs', 'mean µs', 'p50 per round', 'ours faster (p50)', 'ours faster (p99)'],
       rows,
     });
   }
@@ -114,14 +114,14 @@ function sections(r) {
     const ours = tp[OURS];
     const rows = [...LIBS, 'floor'].filter((l) => tp[l]).map((lib) => {
       const row = tp[lib];
-      if (!ok(row)) return [lib, 'error', '', '', '', ''];
+      if (!ok(row)) return [lib, 'error', '', '', '', '', ''];
       const vs = lib === OURS || !ok(ours) ? '' : lib === 'floor' ? `ours ${fmtRatio(ours.pairsPerSec / row.pairsPerSec)} of floor` : fmtRatio(ours.pairsPerSec / row.pairsPerSec);
-      return [lib, fmt(row.pairsPerSec), fmt(row.p50), fmt(row.p99), fmt(row.commandsPerPair), vs];
+      return [lib, fmt(row.pairsPerSec), (row.roundsPairsPerSec || []).map((v) => fmt(v)).join(' / '), fmt(row.p50), fmt(row.p99), fmt(row.commandsPerPair), vs];
     });
     out.push({
       title: '2. Throughput: one process, 64 concurrent acquire + release loops on distinct ids',
       note: `${r.params.throughput.rounds} round(s) of ${fmt(r.params.throughput.durationMs / 1000)} s measured after ${fmt(r.params.throughput.warmupMs / 1000)} s warm-up, fresh process each, libraries in alternating order. "ours more" = redfour-native pairs/s / peer pairs/s. Redis commands per pair from INFO commandstats.`,
-      headers: ['library', 'pairs/s', 'pair p50 µs', 'pair p99 µs', 'Redis cmds/pair', 'ours more'],
+      headers: ['library', 'pairs/s', 'pairs/s per round', 'pair p50 µs', 'pair p99 µs', 'Redis cmds/pair', 'ours more'],
       rows,
     });
   }
