@@ -228,7 +228,8 @@ function sections(r) {
       notes.push(`Facade cost per pair (p50): ${fmt(nl[OURS].p50 - nl['redfour-native (napi only)'].p50)} µs.`);
     }
     if (rustOk && ok(nl['redfour-native (napi only)'])) {
-      notes.push(`Boundary cost per pair (napi p50 - Rust p50): ${fmt(nl['redfour-native (napi only)'].p50 - ov.rust.latency.p50)} µs; client cost over the floor in Rust: ${fmt(ov.rust.latency.p50 - ov.rust.floor.p50)} µs.`);
+      const scripts = ov.rust.scriptFloor ? ` (the engine over its own scripts on a raw connection: ${fmt(ov.rust.latency.p50 - ov.rust.scriptFloor.p50)} µs; the rest is the scripts' work in Redis)` : '';
+      notes.push(`Boundary cost per pair (napi p50 - Rust p50): ${fmt(nl['redfour-native (napi only)'].p50 - ov.rust.latency.p50)} µs. In Rust, the core over the trivial-script floor: ${fmt(ov.rust.latency.p50 - ov.rust.floor.p50)} µs${scripts}.`);
     }
     out.push({
       title: '6. The native boundary: the same core driven from Rust and from Node',
