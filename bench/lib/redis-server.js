@@ -84,6 +84,7 @@ class RedisServer {
       try {
         process.kill(this.pid, 'SIGKILL');
       } catch {}
+      fs.rmSync(this.dir, { recursive: true, force: true });
     };
     process.on('exit', this.exitHook);
     const deadline = Date.now() + 5000;
