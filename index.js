@@ -106,6 +106,19 @@ function optionalMs(options, name, fallback) {
 }
 
 /**
+ * A synchronous throw while a call is being set up comes from reading the caller's arguments (a
+ * throwing getter, a revoked Proxy) or from our own checks: never a bug of ours, so never
+ * ERR_INTERNAL. Foreign errors become ERR_INVALID_ARG with the original as `cause`.
+ */
+function fromArguments(err) {
+  if (isLockError(err)) return fromNative(err);
+  if (err instanceof Error && /^\[ERR_[A-Z_]+\] /.test(err.message)) return fromNative(err);
+  const wrapped = invalidArg(`could not read the arguments: ${err instanceof Error ? err.message : String(err)}`);
+  wrapped.cause = err;
+  return wrapped;
+}
+
+/**
  * Runs `work` (a function returning a Promise) in the caller's chosen style: with a trailing
  * callback it calls `callback(err, result)` on a later tick and returns undefined; otherwise it
  * returns the Promise. Argument errors found synchronously take the same route. `work`'s own
@@ -116,7 +129,7 @@ function settle(callback, work) {
   try {
     promise = work();
   } catch (err) {
-    promise = Promise.reject(fromNative(err));
+    promise = Promise.reject(fromArguments(err));
   }
   if (typeof callback !== 'function') return promise;
   promise.then(

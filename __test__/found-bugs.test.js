@@ -1,7 +1,7 @@
 'use strict';
 // Reproductions of bugs found by the chaos suite and the security tests (RELIABILITY.md, "Bugs
-// found"). They are TODO tests: they run and report, without failing CI, until the core is fixed;
-// then drop the `todo` option. (The fuzzer's own finds are TODO tests in fuzz.test.js.)
+// found"). They were TODO tests until the core was fixed; now they guard against regressions.
+// (The fuzzer's own finds are in fuzz.test.js.)
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis, sleep } = require('./helpers/redis');
@@ -12,9 +12,8 @@ before(() => {
   Lock = loadLock();
 });
 
-describe('bugs found by the reliability work (TODO until fixed)', () => {
+describe('bugs found by the reliability work (fixed)', () => {
   it('a command connection closed by the server while idle is reopened without failing the next call', {
-    todo: 'the first call after Redis closed the idle command connection (timeout config, CLIENT KILL, a proxy) fails with ERR_REDIS "broken pipe"',
     timeout: 20000,
   }, async () => {
     const server = await startRedis({ args: ['--timeout', '1'] }); // Redis closes clients idle for 1 s
@@ -31,7 +30,6 @@ describe('bugs found by the reliability work (TODO until fixed)', () => {
   });
 
   it('the same after CLIENT KILL TYPE normal: the next call, 500 ms later, succeeds', {
-    todo: 'as above: the dropped connection is only noticed by the call that fails on it',
     timeout: 20000,
   }, async () => {
     const server = await startRedis();
@@ -48,7 +46,6 @@ describe('bugs found by the reliability work (TODO until fixed)', () => {
   });
 
   it('a refused SUBSCRIBE does not make the subscriber reconnect in a tight loop', {
-    todo: 'subscriber.rs: a failed subscribe after connecting `continue`s at once, without backoff: thousands of connections per second',
     timeout: 20000,
   }, async () => {
     const server = await startRedis();

@@ -30,7 +30,7 @@ describe('fuzzing the public API', () => {
   });
 });
 
-describe('bugs the fuzzer found (TODO until fixed in the core)', () => {
+describe('bugs the fuzzer found (fixed)', () => {
   let Lock;
   let server;
   const locks = [];
@@ -44,7 +44,6 @@ describe('bugs the fuzzer found (TODO until fixed in the core)', () => {
   });
 
   it('a Symbol or null-prototype object as host/port/db is ERR_INVALID_ARG', {
-    todo: 'lib/connection.js buildUrl/mergeUrl coerce with String()/Number(), which throw a TypeError without code',
   }, () => {
     const bad = [
       { host: '127.0.0.1', port: Symbol('port') },
@@ -59,7 +58,6 @@ describe('bugs the fuzzer found (TODO until fixed in the core)', () => {
   });
 
   it('concurrent calls to a server that accepts but never answers all fail within one connect timeout', {
-    todo: 'Endpoint::connection serializes connect attempts: the k-th queued call fails after k x 2 x connectTimeout',
     timeout: 20000,
   }, async () => {
     const sockets = [];
@@ -82,7 +80,6 @@ describe('bugs the fuzzer found (TODO until fixed in the core)', () => {
   });
 
   it("an error thrown by the caller's own getter is not reported as ERR_INTERNAL", {
-    todo: 'index.js settle() wraps any synchronous throw with fromNative(): a throwing getter or revoked Proxy becomes ERR_INTERNAL ("a bug in redfour-native")',
   }, async () => {
     const lock = new Lock({ redis: server.url, namespace: uniqueNs('getter') });
     locks.push(lock);

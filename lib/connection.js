@@ -32,13 +32,27 @@ function redact(text) {
   return String(text).replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
 }
 
+function isUnset(value) {
+  return value === undefined || value === null || value === '';
+}
+
+/** A port or database number given as a number or a numeric string (never coerced from objects). */
+function wholeNumber(value, fallback, name) {
+  if (isUnset(value)) return fallback;
+  const number = typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(number) || number < 0) {
+    throw invalidArg(`${name} must be a non-negative integer, got ${typeof value === 'symbol' ? 'a symbol' : typeof value}`);
+  }
+  return number;
+}
+
 function buildUrl({ host, port, username, password, db, tls }) {
-  host = host === undefined || host === null || host === '' ? '127.0.0.1' : String(host);
+  if (!isUnset(host) && typeof host !== 'string') throw invalidArg(`Redis host must be a string, got ${typeof host}`);
+  host = isUnset(host) ? '127.0.0.1' : host;
   if (host.includes(':') && !host.startsWith('[')) host = `[${host}]`;
-  port = port === undefined || port === null || port === '' ? 6379 : Number(port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidArg(`Redis port must be 1-65535, got ${port}`);
-  db = db === undefined || db === null || db === '' ? 0 : Number(db);
-  if (!Number.isInteger(db) || db < 0) throw invalidArg(`Redis database must be a non-negative integer, got ${db}`);
+  port = wholeNumber(port, 6379, 'Redis port');
+  if (port < 1 || port > 65535) throw invalidArg(`Redis port must be 1-65535, got ${port}`);
+  db = wholeNumber(db, 0, 'Redis database');
   if (username !== undefined && username !== null && typeof username !== 'string') {
     throw invalidArg('Redis username must be a string');
   }
@@ -56,7 +70,7 @@ function buildUrl({ host, port, username, password, db, tls }) {
 function unixUrl(path, { username, password, db }) {
   if (typeof path !== 'string' || path === '') throw invalidArg('Redis socket path must be a non-empty string');
   const query = new URLSearchParams();
-  if (db !== undefined && db !== null && db !== '') query.set('db', String(db));
+  if (!isUnset(db)) query.set('db', String(wholeNumber(db, 0, 'Redis database')));
   if (username) query.set('user', username);
   if (password) query.set('pass', password);
   const search = query.toString();
@@ -70,7 +84,7 @@ function mergeUrl(text, { username, password, db }) {
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return text;
   if (username) url.username = encodeURIComponent(username);
   if (password) url.password = encodeURIComponent(password);
-  if (db !== undefined && db !== null && db !== '') url.pathname = `/${Number(db)}`;
+  if (!isUnset(db)) url.pathname = `/${wholeNumber(db, 0, 'Redis database')}`;
   return checkUrl(url.toString());
 }
 

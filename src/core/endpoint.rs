@@ -101,6 +101,14 @@ fn client(info: redis::ConnectionInfo, tls: Option<&Tls>) -> Result<redis::Clien
     redis::Client::build_with_tls(info, certificates).map_err(invalid_url)
 }
 
+/// Errors of a request that found its connection already closed, so it was never sent.
+fn is_dropped(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("broken pipe")
+        || message.contains("connection closed")
+        || message.contains("not connected")
+}
+
 /// The same connection settings aimed at another host and port (a master found by sentinels).
 fn retarget(info: &redis::ConnectionInfo, host: String, port: u16) -> redis::ConnectionInfo {
     let addr = match info.addr() {
@@ -129,7 +137,8 @@ pub struct Endpoint {
     command: RwLock<Option<ConnectionManager>>,
     /// Only for grants followed by WAIT: WAIT blocks its connection, so it gets its own.
     replicated: RwLock<Option<ConnectionManager>>,
-    connecting: tokio::sync::Mutex<()>,
+    /// Single flight for opening connections, with the last failure and when it happened.
+    connecting: tokio::sync::Mutex<Option<(Instant, LockError)>>,
     pub waiters: Arc<Waiters>,
 }
 
@@ -176,7 +185,7 @@ impl Endpoint {
                 timeouts: connect.timeouts,
                 command: RwLock::new(None),
                 replicated: RwLock::new(None),
-                connecting: tokio::sync::Mutex::new(()),
+                connecting: tokio::sync::Mutex::new(None),
                 waiters: Arc::new(Waiters::new()),
             }))
         })
@@ -201,10 +210,33 @@ impl Endpoint {
         if let Some(conn) = cached() {
             return Ok(conn);
         }
-        let _single_flight = self.connecting.lock().await;
+        let asked_at = Instant::now();
+        let mut last_failure = self.connecting.lock().await;
         if let Some(conn) = cached() {
             return Ok(conn);
         }
+        // Callers queued behind a connect that just failed share its answer instead of each
+        // trying (and timing out) in turn.
+        if let Some((failed_at, err)) = &*last_failure {
+            if *failed_at >= asked_at {
+                return Err(err.clone());
+            }
+        }
+        let result = self.connect(response_timeout).await;
+        match result {
+            Ok(conn) => {
+                *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+                *last_failure = None;
+                Ok(conn)
+            }
+            Err(err) => {
+                *last_failure = Some((Instant::now(), err.clone()));
+                Err(err)
+            }
+        }
+    }
+
+    async fn connect(&self, response_timeout: Duration) -> Result<ConnectionManager> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeouts.connect))
             .set_response_timeout(Some(response_timeout))
@@ -214,18 +246,14 @@ impl Endpoint {
             .set_max_delay(Duration::from_millis(200));
         let client = self.current_client().await?;
         let connect = client.get_connection_manager_with_config(config);
-        let conn = match tokio::time::timeout(self.timeouts.connect * 2, connect).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(err)) => return Err(err.into()),
-            Err(_) => {
-                return Err(LockError::unreachable(format!(
-                    "could not connect within {} ms",
-                    self.timeouts.connect.as_millis()
-                )))
-            }
-        };
-        *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-        Ok(conn)
+        match tokio::time::timeout(self.timeouts.connect * 2, connect).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => Err(LockError::unreachable(format!(
+                "could not connect within {} ms",
+                self.timeouts.connect.as_millis()
+            ))),
+        }
     }
 
     /// An acquire attempt followed, in the same round trip, by `WAIT replicas timeout`. A grant
@@ -399,18 +427,44 @@ impl Endpoint {
         result
     }
 
+    /// Runs `op` on the command connection. A connection the server closed while it sat idle
+    /// (its `timeout` setting, CLIENT KILL, a proxy) is only found dead by the next request,
+    /// which fails before anything is sent; that request is tried once more, on the connection
+    /// the manager reopens.
+    async fn with_connection<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        match op(self.connection().await?).await {
+            Err(LockError::Redis { message, .. }) if is_dropped(&message) => {
+                op(self.connection().await?).await
+            }
+            other => other,
+        }
+    }
+
     /// One acquire attempt on this server: redfour's script, keys `key` and `counter_key`.
     pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
-        scripts::acquire(&mut self.connection().await?, key, counter_key, ttl_ms).await
+        self.with_connection(|mut conn| async move {
+            scripts::acquire(&mut conn, key, counter_key, ttl_ms).await
+        })
+        .await
     }
 
     /// Releases `key` if held under `index`, announcing it on `channel`.
     pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
-        scripts::release(&mut self.connection().await?, key, index, channel, false).await
+        self.with_connection(|mut conn| async move {
+            scripts::release(&mut conn, key, index, channel, false).await
+        })
+        .await
     }
 
     /// Sets the TTL of `key` if it is still held under `index`.
     pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
-        scripts::renew(&mut self.connection().await?, key, index, ttl_ms).await
+        self.with_connection(|mut conn| async move {
+            scripts::renew(&mut conn, key, index, ttl_ms).await
+        })
+        .await
     }
 }

@@ -56,6 +56,10 @@ pub async fn run(
         let (mut sink, mut stream) = pubsub.split();
         let channels = owner.channels();
         if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+            // Refused (an ACL without SUBSCRIBE, say): back off as for a failed connect.
+            drop(owner);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
             continue;
         }
         for channel in &channels {
