@@ -198,7 +198,17 @@ impl Endpoint {
     /// The command connection, opened on first use. A failed connect is not remembered: the next
     /// call tries again.
     pub async fn connection(&self) -> Result<ConnectionManager> {
-        self.open(&self.command, self.timeouts.command).await
+        if let Some(conn) = self
+            .command
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(conn);
+        }
+        // Opening is rare and its future is large: boxed, it does not weigh on every call's
+        // (and every waiter's) state.
+        Box::pin(self.open(&self.command, self.timeouts.command)).await
     }
 
     async fn open(
@@ -422,7 +432,7 @@ impl Endpoint {
     /// Passes `result` on; a connection failure first makes sentinel mode look for a new master.
     pub async fn checked<T>(&self, result: Result<T>) -> Result<T> {
         if result.as_ref().is_err_and(LockError::is_transient) {
-            self.suspect_failover().await;
+            Box::pin(self.suspect_failover()).await;
         }
         result
     }

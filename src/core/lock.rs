@@ -275,9 +275,10 @@ impl Lock {
                 node.checked(node.acquire(key, counter_key, ttl_ms).await)
                     .await
             }
+            // The other modes' futures are large and rare: boxed, they do not bloat every
+            // waiter's state (10,000 waiters are 10,000 of these).
             (Backend::Single(node), Some(replication)) => {
-                let got = node
-                    .acquire_replicated(key, counter_key, ttl_ms, replication)
+                let got = Box::pin(node.acquire_replicated(key, counter_key, ttl_ms, replication))
                     .await?;
                 if got.success {
                     return Ok(got);
@@ -289,8 +290,10 @@ impl Lock {
                 }
                 Ok(Acquired { index: -1, ..got })
             }
-            (Backend::Quorum(nodes), _) => nodes.acquire(key, counter_key, ttl_ms).await,
-            (Backend::Cluster(cluster), _) => cluster.acquire(key, counter_key, ttl_ms).await,
+            (Backend::Quorum(nodes), _) => Box::pin(nodes.acquire(key, counter_key, ttl_ms)).await,
+            (Backend::Cluster(cluster), _) => {
+                Box::pin(cluster.acquire(key, counter_key, ttl_ms)).await
+            }
         }
     }
 
@@ -343,7 +346,7 @@ impl Lock {
         let mut failing_since: Option<Instant> = None;
         loop {
             if try_now && place.is_head() {
-                match self.attempt(&backend, &key, ttl_ms).await {
+                match Box::pin(self.attempt(&backend, &key, ttl_ms)).await {
                     Ok(got) if got.success => {
                         return self.won(&backend, place, &key, got, immediate, abort).await;
                     }
@@ -382,7 +385,7 @@ impl Lock {
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
                     // Out of time: one last attempt, whose answer is the answer.
-                    return match self.attempt(&backend, &key, ttl_ms).await {
+                    return match Box::pin(self.attempt(&backend, &key, ttl_ms)).await {
                         Ok(got) if got.success => self.won(&backend, place, &key, got, false, abort).await,
                         Ok(held) => Ok(WaitAcquired {
                             success: false,
@@ -421,7 +424,7 @@ impl Lock {
         };
         if let Some(err) = refused {
             // Best effort: if this fails too, the TTL still ends the lease.
-            let _ = self.release_key(backend, key, got.index).await;
+            let _ = Box::pin(self.release_key(backend, key, got.index)).await;
             return Err(err);
         }
         Ok(WaitAcquired {
@@ -444,8 +447,8 @@ impl Lock {
         let channel = &*self.channel(key);
         match backend {
             Backend::Single(node) => node.checked(node.release(key, index, channel).await).await,
-            Backend::Quorum(nodes) => nodes.release(key, index, channel).await,
-            Backend::Cluster(cluster) => cluster.release(key, index, channel).await,
+            Backend::Quorum(nodes) => Box::pin(nodes.release(key, index, channel)).await,
+            Backend::Cluster(cluster) => Box::pin(cluster.release(key, index, channel)).await,
         }
     }
 
@@ -455,8 +458,8 @@ impl Lock {
         let key = self.key(id);
         match self.backend()? {
             Backend::Single(node) => node.checked(node.renew(&key, index, ttl_ms).await).await,
-            Backend::Quorum(nodes) => nodes.renew(&key, index, ttl_ms).await,
-            Backend::Cluster(cluster) => cluster.renew(&key, index, ttl_ms).await,
+            Backend::Quorum(nodes) => Box::pin(nodes.renew(&key, index, ttl_ms)).await,
+            Backend::Cluster(cluster) => Box::pin(cluster.renew(&key, index, ttl_ms)).await,
         }
     }
 }
