@@ -12,49 +12,48 @@ fn lock(server: &RedisServer) -> Lock {
     Lock::new(&server.url(), "lease", Timeouts::default()).unwrap()
 }
 
+/// Takes lock "k" for `ttl_ms` and starts keeping it with `options` (default: `LeaseOptions::new`).
+async fn held(lock: &Lock, ttl_ms: u64, options: Option<LeaseOptions>) -> (i64, Instant, Lease) {
+    let got = lock.wait_acquire("k", ttl_ms, None).await.unwrap();
+    let options = options.unwrap_or_else(|| LeaseOptions::new(Duration::from_millis(ttl_ms)));
+    let lease = Lease::start(lock, "k", got.index, got.sent_at, options);
+    (got.index, got.sent_at, lease)
+}
+
+/// Runs one command on the server, as another client would.
+async fn run(server: &RedisServer, args: &[&str]) {
+    let mut conn = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd(args[0])
+        .arg(&args[1..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_lease_outlives_five_ttls_and_stops_cleanly() {
     let server = RedisServer::start();
     let lock = lock(&server);
-    let got = lock.wait_acquire("k", 300, None).await.unwrap();
-    let lease = Lease::start(
-        &lock,
-        "k",
-        got.index,
-        got.sent_at,
-        LeaseOptions::new(Duration::from_millis(300)),
-    );
+    let (index, _, lease) = held(&lock, 300, None).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(lease.remaining() > Duration::ZERO);
     let other = lock.acquire("k", 1_000).await.unwrap();
     assert!(!other.success, "still held after 5 TTLs");
     lease.stop();
     assert_eq!(lease.lost().await, None);
-    assert!(lock.release("k", got.index).await.unwrap().success);
+    assert!(lock.release("k", index).await.unwrap().success);
 }
 
 #[tokio::test]
 async fn a_deleted_key_is_reported_missing_before_the_lease_would_run_out() {
     let server = RedisServer::start();
     let lock = lock(&server);
-    let got = lock.wait_acquire("k", 600, None).await.unwrap();
-    let lease = Lease::start(
-        &lock,
-        "k",
-        got.index,
-        got.sent_at,
-        LeaseOptions::new(Duration::from_millis(600)),
-    );
-    let mut conn = server
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg("lease:k")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let (_, _, lease) = held(&lock, 600, None).await;
+    run(&server, &["DEL", "lease:k"]).await;
     let started = Instant::now();
     assert_eq!(lease.lost().await, Some(LostReason::Missing));
     assert!(started.elapsed() < Duration::from_millis(600));
@@ -64,26 +63,8 @@ async fn a_deleted_key_is_reported_missing_before_the_lease_would_run_out() {
 async fn a_stolen_lock_is_a_conflict() {
     let server = RedisServer::start();
     let lock = lock(&server);
-    let got = lock.wait_acquire("k", 600, None).await.unwrap();
-    let lease = Lease::start(
-        &lock,
-        "k",
-        got.index,
-        got.sent_at,
-        LeaseOptions::new(Duration::from_millis(600)),
-    );
-    let mut conn = server
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg("lease:k")
-        .arg("index")
-        .arg(999)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let (_, _, lease) = held(&lock, 600, None).await;
+    run(&server, &["HSET", "lease:k", "index", "999"]).await;
     assert_eq!(lease.lost().await, Some(LostReason::Conflict));
 }
 
@@ -91,10 +72,9 @@ async fn a_stolen_lock_is_a_conflict() {
 async fn max_hold_ends_the_lease() {
     let server = RedisServer::start();
     let lock = lock(&server);
-    let got = lock.wait_acquire("k", 200, None).await.unwrap();
     let mut options = LeaseOptions::new(Duration::from_millis(200));
     options.max_hold = Some(Duration::from_millis(500));
-    let lease = Lease::start(&lock, "k", got.index, got.sent_at, options);
+    let (_, _, lease) = held(&lock, 200, Some(options)).await;
     let started = Instant::now();
     assert_eq!(lease.lost().await, Some(LostReason::MaxHold));
     assert!(started.elapsed() < Duration::from_millis(1_000));
@@ -112,17 +92,10 @@ async fn a_paused_server_loses_the_lease_before_it_expires() {
         },
     )
     .unwrap();
-    let got = lock.wait_acquire("k", 500, None).await.unwrap();
-    let lease = Lease::start(
-        &lock,
-        "k",
-        got.index,
-        got.sent_at,
-        LeaseOptions::new(Duration::from_millis(500)),
-    );
+    let (_, sent_at, lease) = held(&lock, 500, None).await;
     server.pause();
     let lost = lease.lost().await;
-    let elapsed = got.sent_at.elapsed();
+    let elapsed = sent_at.elapsed();
     server.resume();
     assert_eq!(lost, Some(LostReason::Unreachable));
     assert!(
