@@ -140,6 +140,13 @@ describe('minReplications (WAIT)', () => {
     assert.equal(await replica.command('HGET', 'rep:x', 'index'), String(got.index));
   });
 
+  it('fails with a clear ERR_REDIS where WAIT is forbidden, rather than silently not waiting', async () => {
+    await primary.command('ACL', 'SETUSER', 'nowait', 'on', '>pw', '~*', '&*', '+@all', '-wait');
+    const a = lock({ redis: `redis://nowait:pw@127.0.0.1:${primary.port}`, namespace: 'rep', minReplications: 1 });
+    await assert.rejects(a.acquireLock('w', 10000), (err) => err.code === 'ERR_REDIS' && /WAIT/.test(err.message));
+    assert.equal(await primary.command('EXISTS', 'rep:w'), 0, 'no grant left behind');
+  });
+
   it('reports a grant that too few replicas acknowledged as not acquired, and leaves no key', async () => {
     const a = lock({ redis: primary.url, namespace: 'rep', minReplications: 2, replicationTimeout: 200 });
     const got = await a.acquireLock('y', 10000);

@@ -123,3 +123,37 @@ async fn a_split_vote_is_undone_at_once() {
         .unwrap();
     assert_eq!(exists, 0, "the minority grant was released");
 }
+
+#[tokio::test]
+async fn a_frozen_node_does_not_stall_acquisitions_and_tokens_keep_growing() {
+    let nodes = servers(5);
+    let a = quorum(&nodes);
+    let b = quorum(&nodes);
+    let warm = a.acquire("warm", 1_000).await.unwrap();
+    assert!(warm.success);
+    // SIGSTOP: the node keeps its connections open and answers nothing, the worst kind of down.
+    nodes[4].pause();
+    let mut last = warm.index;
+    for i in 0..5 {
+        let started = Instant::now();
+        let got = a.acquire("p", 3_000).await.unwrap();
+        let took = started.elapsed();
+        assert!(got.success, "round {i}: 4 of 5 answer");
+        assert!(
+            got.index > last,
+            "round {i}: token {} after {last}",
+            got.index
+        );
+        assert!(
+            took < Duration::from_millis(1_500),
+            "round {i}: waited {took:?} for the frozen node"
+        );
+        assert!(
+            !b.acquire("p", 3_000).await.unwrap().success,
+            "round {i}: exclusive"
+        );
+        last = got.index;
+        a.release("p", got.index).await.unwrap();
+    }
+    nodes[4].resume();
+}

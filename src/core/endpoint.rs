@@ -137,6 +137,8 @@ pub struct Endpoint {
     command: RwLock<Option<ConnectionManager>>,
     /// Only for grants followed by WAIT: WAIT blocks its connection, so it gets its own.
     replicated: RwLock<Option<ConnectionManager>>,
+    /// Set once WAIT was seen to be allowed.
+    wait_allowed: tokio::sync::OnceCell<()>,
     /// Single flight for opening connections, with the last failure and when it happened.
     connecting: tokio::sync::Mutex<Option<(Instant, LockError)>>,
     pub waiters: Arc<Waiters>,
@@ -185,6 +187,7 @@ impl Endpoint {
                 timeouts: connect.timeouts,
                 command: RwLock::new(None),
                 replicated: RwLock::new(None),
+                wait_allowed: tokio::sync::OnceCell::new(),
                 connecting: tokio::sync::Mutex::new(None),
                 waiters: Arc::new(Waiters::new()),
             }))
@@ -282,6 +285,26 @@ impl Endpoint {
                 &self.replicated,
                 self.timeouts.command + replication.timeout,
             )
+            .await?;
+        // Before the first grant, make sure WAIT is allowed at all (managed services and ACLs
+        // may forbid it): refusing then leaves no grant behind, where a refused WAIT after a
+        // grant would.
+        self.wait_allowed
+            .get_or_try_init(|| async {
+                redis::cmd("WAIT")
+                    .arg(0)
+                    .arg(0)
+                    .query_async::<i64>(&mut conn.clone())
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| {
+                        let message = format!("minReplications needs the WAIT command: {err}");
+                        LockError::Redis {
+                            transient: LockError::from(err).is_transient(),
+                            message,
+                        }
+                    })
+            })
             .await?;
         let mut pipe = redis::pipe();
         pipe.cmd("EVALSHA")
