@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 'use strict';
 // redfour-native benchmark suite (issue 3): redfour-native side by side with redfour@1.0.5,
-// ioredfour, redlock@4, redis-semaphore and a raw-client floor, on one private redis-server.
+// ioredfour, redlock@4, redis-semaphore and a raw-client floor, on one private redis-server;
+// scenario 7 (issue 5) adds quorum (3 and 5 masters) and Redis Cluster modes, and redlock@4 on
+// the same masters.
 //
 //   node bench/run.js            full run (under 5 minutes on 2 cores)
-//   node bench/run.js --quick    quick run (about a minute; fewer samples, N up to 500)
-//   --only=latency,throughput,handoff,contention,scale,overhead   run some scenarios
+//   node bench/run.js --quick    quick run (about 1.5 minutes; fewer samples, N up to 500)
+//   --only=latency,throughput,handoff,contention,scale,overhead,topologies   run some scenarios
 //   --libs=redfour-native,redfour                                    run some libraries
 //   --no-write   print only (no results/<date>.json, RESULTS.md or chart)
 //   --from=FILE  rewrite RESULTS.md and the chart from an earlier results JSON (no measuring),
@@ -47,6 +49,7 @@ const P = QUICK
       handoff: { rounds: 1, iterations: 30, settleMs: 15 },
       contention: { ns: [10, 100, 500], capMs: 3000 },
       scale: { waiters: 10000, settleMs: 800, drainLimitMs: 3000, instances: 200 },
+      topologies: { rounds: 1, warmup: 200, count: 2000, loops: 64, warmupMs: 200, durationMs: 500, handoffs: 100, settleMs: 15 },
     }
   : {
       latency: { rounds: 3, warmup: 500, count: 9000 },
@@ -54,6 +57,8 @@ const P = QUICK
       handoff: { rounds: 2, iterations: 200, settleMs: 15 },
       contention: { ns: [10, 100, 500, 2000], capMs: 10000 },
       scale: { waiters: 10000, settleMs: 2500, drainLimitMs: 12000, instances: 1000 },
+      // About 35 s in all (servers and cluster setup included); quick mode about 30 s.
+      topologies: { rounds: 2, warmup: 200, count: 2400, loops: 64, warmupMs: 200, durationMs: 600, handoffs: 120, settleMs: 15 },
     };
 const CONTENTION = { processes: 4, sectionMs: 1, lockTtl: 1000 };
 // Worker threads of the tokio runtime in the Rust-side bench: the addon's runtime has 1 (see
@@ -499,6 +504,138 @@ async function overhead(url, results) {
   return { node, rust: fromRust };
 }
 
+// --- 7. Topologies --------------------------------------------------------------------------
+
+// The rows of scenario 7, in the order of the table. `nodes` names the node set they run on.
+const TOPOLOGY_ROWS = [
+  { key: 'single:redfour-native', mode: 'single server', lib: 'redfour-native', nodes: 'single' },
+  { key: 'quorum-3:redfour-native', mode: 'quorum, 3 masters', lib: 'redfour-native', nodes: 'q3' },
+  { key: 'quorum-5:redfour-native', mode: 'quorum, 5 masters', lib: 'redfour-native', nodes: 'q5' },
+  { key: 'cluster-3:redfour-native', mode: 'Redis Cluster, 3 masters', lib: 'redfour-native', nodes: 'cluster', cluster: true },
+  { key: 'quorum-3:redlock', mode: 'quorum, 3 masters', lib: 'redlock', nodes: 'q3' },
+  { key: 'quorum-5:redlock', mode: 'quorum, 5 masters', lib: 'redlock', nodes: 'q5' },
+];
+// Run order within a round (reversed every other round): each redlock row next to ours.
+const TOPOLOGY_ORDER = ['single:redfour-native', 'quorum-3:redfour-native', 'quorum-3:redlock', 'quorum-5:redfour-native', 'quorum-5:redlock', 'cluster-3:redfour-native'];
+
+async function topologyRow(row, nodes, round) {
+  const topo = require('./lib/topologies');
+  const prm = P.topologies;
+  const per = (n) => Math.ceil(n / prm.rounds);
+  await topo.flushAll(nodes);
+  const w = new Worker();
+  try {
+    const spec = { urls: nodes.map((x) => x.url), cluster: !!row.cluster };
+    const times = [Date.now()];
+    await withTimeout(w.call('openTopology', { lib: row.lib, spec }), 20000, `open ${row.key}`);
+    times.push(Date.now());
+    const lat = await withTimeout(w.call('latency', { warmup: prm.warmup, count: per(prm.count) }), 120000, 'latency');
+    times.push(Date.now());
+    const before = await topo.commandStats(nodes);
+    const tp = await withTimeout(w.call('throughput', { loops: prm.loops, warmupMs: prm.warmupMs, durationMs: prm.durationMs }), 60000, 'throughput');
+    const cmds = statsDelta(before, await topo.commandStats(nodes));
+    times.push(Date.now());
+    const ho = await withTimeout(w.call('handoffLocal', { iterations: per(prm.handoffs), settleMs: prm.settleMs, tag: `${round}` }), 120000, 'hand-off');
+    times.push(Date.now());
+    // Seconds spent opening, in latency, throughput and hand-off (to keep the section short).
+    const phases = times.slice(1).map((t, k) => (t - times[k]) / 1000);
+    log(`    open / latency / throughput / hand-off: ${phases.map((x) => x.toFixed(1)).join(' / ')} s`);
+    return { latency: lat.samples, throughput: { ...tp, cmds }, handoff: ho, phases };
+  } finally {
+    await w.stop();
+  }
+}
+
+async function topologies(mainUrl) {
+  const topo = require('./lib/topologies');
+  const rows = TOPOLOGY_ROWS.filter((r) => LIBS.includes(r.lib));
+  const out = { rows: {}, setup: {} };
+  if (!rows.length) return out;
+  const t0 = Date.now();
+  const sets = {};
+  const all = [];
+  try {
+    sets.single = [new topo.Node(null, mainUrl)];
+    all.push(...sets.single);
+    if (rows.some((r) => r.nodes === 'q3' || r.nodes === 'q5')) {
+      log('  topologies: starting 5 independent redis-servers');
+      const masters = await topo.startMasters(5);
+      all.push(...masters);
+      sets.q3 = masters.slice(0, 3);
+      sets.q5 = masters;
+      out.setup.masters = masters.map((x) => x.server.port);
+    }
+    if (rows.some((r) => r.nodes === 'cluster')) {
+      log('  topologies: starting a 3-master Redis Cluster');
+      try {
+        const cluster = await topo.startCluster(3);
+        all.push(...cluster);
+        sets.cluster = cluster;
+        out.setup.cluster = cluster.map((x) => x.server.port);
+      } catch (err) {
+        out.setup.clusterError = failed('cluster setup', err).error;
+      }
+    }
+    out.setup.seconds = (Date.now() - t0) / 1000;
+    const parts = Object.fromEntries(rows.map((r) => [r.key, []]));
+    const errors = {};
+    const order = TOPOLOGY_ORDER.map((k) => rows.find((r) => r.key === k)).filter(Boolean);
+    for (let round = 0; round < P.topologies.rounds; round++) {
+      for (const row of round % 2 === 0 ? order : [...order].reverse()) {
+        if (errors[row.key]) continue;
+        if (!sets[row.nodes]) {
+          errors[row.key] = { error: out.setup.clusterError || 'no servers' };
+          continue;
+        }
+        log(`  topologies: ${row.lib}, ${row.mode}${P.topologies.rounds > 1 ? ` (round ${round + 1}/${P.topologies.rounds})` : ''}`);
+        try {
+          parts[row.key].push(await topologyRow(row, sets[row.nodes], round));
+        } catch (err) {
+          errors[row.key] = failed(`topologies ${row.key}`, err);
+        }
+      }
+    }
+    for (const row of rows) {
+      const base = { mode: row.mode, lib: row.lib, nodes: sets[row.nodes]?.length ?? null };
+      if (errors[row.key]) {
+        out.rows[row.key] = { ...base, ...errors[row.key] };
+        continue;
+      }
+      const rs = parts[row.key];
+      const sum = (f) => rs.reduce((a, r) => a + f(r), 0);
+      const tps = rs.map((r) => r.throughput);
+      const tsum = (f) => tps.reduce((a, r) => a + f(r), 0);
+      const t = summary(tps.flatMap((r) => r.samples));
+      out.rows[row.key] = {
+        ...base,
+        latency: summary(rs.flatMap((r) => r.latency)),
+        throughput: {
+          pairsPerSec: tsum((r) => r.pairs) / tsum((r) => r.seconds),
+          roundsPairsPerSec: tps.map((r) => Math.round(r.pairs / r.seconds)),
+          pairs: tsum((r) => r.pairs),
+          p50: t.p50,
+          p99: t.p99,
+          commandsPerPair: tsum((r) => r.cmds.total) / tsum((r) => r.total),
+          scriptsPerPair: tsum((r) => r.cmds.scripts) / tsum((r) => r.total),
+          commands: Object.fromEntries(
+            Object.entries(tps.reduce((a, r) => {
+              for (const [k, v] of Object.entries(r.cmds.delta)) a[k] = (a[k] || 0) + v;
+              return a;
+            }, {})).map(([k, v]) => [k, round(v / tsum((r) => r.total), 3)]),
+          ),
+        },
+        handoff: { ...summary(rs.flatMap((r) => r.handoff.samples)), failures: sum((r) => r.handoff.failures) },
+        phaseSeconds: rs.map((r) => r.phases),
+      };
+    }
+  } finally {
+    await topo.stopAll(all);
+  }
+  out.seconds = (Date.now() - t0) / 1000;
+  log(`  topologies: ${out.seconds.toFixed(0)} s`);
+  return out;
+}
+
 // --- main -----------------------------------------------------------------------------------
 
 async function waitQuiet() {
@@ -563,6 +700,7 @@ async function main() {
     if (want('contention')) results.contention = await contention(server.url, LIBS);
     if (want('scale')) results.scale = await scale(server.url, LIBS);
     if (want('overhead')) results.overhead = await overhead(server.url, results);
+    if (want('topologies')) results.topologies = await topologies(server.url);
   } finally {
     admin.disconnect();
     await server.stop();

@@ -225,6 +225,57 @@ handlers.contentionStop = async () => {
   return report(contention);
 };
 
+// 7. Topologies: the same lock over quorum / cluster / single server (`spec`, see lib/libs.js).
+// Opens `lock` so that the latency and throughput handlers above run unchanged.
+handlers.openTopology = async ({ lib, spec }) => {
+  lock = await libs.openTopology(lib, spec);
+  // Distinct ids land on every shard of a cluster, so every connection is up before timing.
+  for (let i = 0; i < 32; i++) {
+    const h = await lock.acquire(`warm:${process.pid}:${i}`, 1000);
+    if (h) await lock.release(h);
+  }
+  return {};
+};
+
+// 7. Hand-off within one process: `lock` releases, a second lock (lock.twin(), another Lock
+// instance) waiting in its wait call holds it; t0 before the release call, t1 when the wait
+// resolves, both in this process.
+handlers.handoffLocal = async ({ iterations, settleMs, tag, warm = 3 }) => {
+  const other = await lock.twin();
+  try {
+    // Warm the waiting path (subscriber connections, every shard) on free ids.
+    for (let i = 0; i < 32; i++) {
+      const h = await other.wait(`warmwait:${tag}:${i}`, 1000, 1000);
+      if (h) await other.release(h);
+    }
+    const samples = [];
+    let failures = 0;
+    for (let i = -warm; i < iterations; i++) {
+      const id = `hol:${tag}:${i}`;
+      const held = await lock.acquire(id, 10000);
+      if (!held) throw new Error(`could not take ${id}`);
+      let t1 = 0n;
+      const waited = other.wait(id, 10000, 5000).then((h) => {
+        t1 = now();
+        return h;
+      });
+      await sleep(settleMs);
+      const t0 = now();
+      await lock.release(held);
+      const got = await waited;
+      if (!got) {
+        if (i >= 0) failures++;
+        continue;
+      }
+      if (i >= 0) samples.push(Number(t1 - t0) / 1e6); // ms
+      await other.release(got);
+    }
+    return { samples, failures };
+  } finally {
+    await other.close();
+  }
+};
+
 // 5. Scale: locks held by one process, waited on by another.
 let scaleHeld = [];
 async function pool(count, concurrency, fn) {

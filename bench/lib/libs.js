@@ -271,6 +271,94 @@ async function openFloor(url) {
   };
 }
 
+// --- Scenario 7: topologies ------------------------------------------------------------------
+// `spec` = { urls: [...], cluster: bool }. One url without `cluster` is the single-server mode;
+// several are redfour-native's quorum (Redlock) mode over independent masters, or redlock@4 over
+// one ioredis client per master; `cluster: true` gives redfour-native the urls as cluster seeds.
+// `twin()` opens a second lock in the same process for the in-process hand-off: a second Lock
+// instance (redfour-native shares its connections by URL within a process), or a second pair of
+// Redlock instances on the same ioredis clients (as an application holding one client per server
+// would).
+
+function nativeTopology({ urls, cluster = false }) {
+  const Lock = require(ROOT);
+  const redis = urls.length === 1 && !cluster ? urls[0] : urls;
+  const make = () => {
+    const lock = new Lock({ redis, cluster, namespace: NAMESPACE });
+    return {
+      async acquire(id, ttl) {
+        const r = await lock.acquireLock(id, ttl);
+        return r.success ? r : null;
+      },
+      async release(h) {
+        await lock.releaseLock(h);
+      },
+      async wait(id, ttl, waitMs) {
+        const r = await lock.waitAcquireLock(id, ttl, waitMs);
+        return r.success ? r : null;
+      },
+      async twin() {
+        return make();
+      },
+      async close() {
+        await lock.close();
+      },
+    };
+  };
+  return make();
+}
+
+function redlockTopology({ urls, cluster = false }) {
+  if (cluster) throw new Error('redlock@4 has no Redis Cluster mode');
+  const Redis = requireIoredis();
+  const Redlock = require(path.join(ROOT, 'node_modules', 'redlock'));
+  const clients = urls.map((u) => new Redis(u));
+  let opened = 0;
+  const make = () => {
+    opened++;
+    const once = new Redlock(clients, { retryCount: 0 });
+    const waiting = new Redlock(clients, { retryCount: -1, retryDelay: POLL_MS, retryJitter: POLL_MS / 2 });
+    for (const r of [once, waiting]) r.on('clientError', () => {});
+    return {
+      async acquire(id, ttl) {
+        try {
+          return await once.lock(`${NAMESPACE}:${id}`, ttl);
+        } catch (err) {
+          if (err instanceof Redlock.LockError) return null;
+          throw err;
+        }
+      },
+      async release(h) {
+        await h.unlock();
+      },
+      async wait(id, ttl, waitMs) {
+        const count = waitMs > 0 ? Math.ceil(waitMs / POLL_MS) : -1;
+        try {
+          return await waiting.lockWithOptions(`${NAMESPACE}:${id}`, ttl, { retryCount: count });
+        } catch (err) {
+          if (err instanceof Redlock.LockError && count >= 0) return null;
+          throw err;
+        }
+      },
+      async twin() {
+        return make();
+      },
+      async close() {
+        if (--opened === 0) for (const c of clients) c.disconnect();
+      },
+    };
+  };
+  return make();
+}
+
+const TOPOLOGY_OPENERS = { 'redfour-native': nativeTopology, redlock: redlockTopology };
+
+async function openTopology(name, spec) {
+  const opener = TOPOLOGY_OPENERS[name];
+  if (!opener) throw new Error(`no topology adapter for ${name}`);
+  return opener(spec);
+}
+
 const OPENERS = {
   'redfour-native': openNative,
   'redfour-native (napi only)': (url) => openNative(url, { facade: false }),
@@ -303,4 +391,4 @@ function version(name) {
   }
 }
 
-module.exports = { LIBS, PEERS, WAITERS, NAMESPACE, POLL_MS, open, version, requireIoredis, FLOOR_SCRIPT };
+module.exports = { LIBS, PEERS, WAITERS, NAMESPACE, POLL_MS, open, openTopology, version, requireIoredis, FLOOR_SCRIPT };

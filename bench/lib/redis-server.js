@@ -59,9 +59,29 @@ function redisVersion() {
 }
 
 class RedisServer {
+  /**
+   * `cluster: true` starts a cluster-enabled node (its nodes.conf in its own temporary dir, the
+   * cluster bus on a second free port given with --cluster-port, not the default port + 10000,
+   * which may be taken or past 65535); the cluster itself is made by ./topologies.js.
+   */
+  constructor({ cluster = false } = {}) {
+    this.cluster = cluster;
+  }
+
   async start() {
     this.port = await freePort();
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redfour-bench-'));
+    const extra = [];
+    if (this.cluster) {
+      do this.busPort = await freePort();
+      while (this.busPort === this.port);
+      extra.push(
+        '--cluster-enabled', 'yes',
+        '--cluster-config-file', path.join(this.dir, 'nodes.conf'),
+        '--cluster-port', String(this.busPort),
+        '--cluster-node-timeout', '5000',
+      );
+    }
     this.proc = spawn(
       'redis-server',
       [
@@ -72,6 +92,7 @@ class RedisServer {
         '--dir', this.dir,
         '--maxclients', '10000',
         '--loglevel', 'warning',
+        ...extra,
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -122,4 +143,4 @@ class RedisServer {
   }
 }
 
-module.exports = { RedisServer, redisVersion, sleep };
+module.exports = { RedisServer, redisVersion, sleep, freePort };
