@@ -264,8 +264,10 @@ function errorCodeOk(err, method, how) {
     return;
   }
   if (err && err.code === 'ERR_INTERNAL' && userCaused(err.cause)) {
+    // The caller's own error (a throwing getter, a revoked Proxy) must come back as
+    // ERR_INVALID_ARG (or unchanged), never as "a bug in redfour-native".
     stats.userErrorAsInternal += 1;
-    if (findings.length < 20) findings.push({ kind: 'user-error-reported-as-ERR_INTERNAL', method, how, message: String(err.message).slice(0, 200) });
+    violate('user-error-as-ERR_INTERNAL', { method, how, message: String(err.message).slice(0, 200), stack: String(err.cause && err.cause.stack).split('\n').slice(1, 9).join(' / ') });
     return;
   }
   if (!(err instanceof Error)) {
@@ -625,6 +627,12 @@ async function round(n) {
 function knownBug(v) {
   if ((v.kind === 'hang' || v.kind === 'slow') && typeof v.lock === 'string' && v.lock.startsWith('rediss://')) {
     return 'serialized-connect: calls to a server that accepts but never answers queue behind one connect attempt each';
+  }
+  if (v.kind === 'user-error-as-ERR_INTERNAL' && (v.method === 'acquire' || v.method === 'using') && /abortHandle/.test(v.stack || '')) {
+    return "held-signal: acquire()/using() report a throwing AbortSignal's error as ERR_INTERNAL (lib/held.js abortHandle inside fromNative's try)";
+  }
+  if (v.kind === 'undocumented-code' && v.method === 'new Lock' && /at pem \(/.test(v.stack || '')) {
+    return 'tls-pem: an empty element in a tls ca/cert/key array throws a TypeError without code (lib/connection.js pem)';
   }
   if (v.kind === 'undocumented-code' && v.method === 'new Lock' && /lib\/connection\.js/.test(v.stack || '')) {
     return 'option-coercion: a Symbol, null-prototype or uncoercible object as host/port/db throws a TypeError without code';
