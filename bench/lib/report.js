@@ -255,7 +255,7 @@ function sections(r) {
       const a = topo.rows[`quorum-${n}:redfour-native`];
       const b = topo.rows[`quorum-${n}:redlock`];
       if (!ok(a) || !ok(b)) return null;
-      return `over ${n} masters redfour-native is ${fmtRatio(b.latency.p50 / a.latency.p50)} redlock's speed per sequential pair (p50), has ${fmtRatio(a.throughput.pairsPerSec / b.throughput.pairsPerSec)} its throughput and hands off ${fmtRatio(b.handoff.p50 / a.handoff.p50)} faster (p50)`;
+      return `over ${n} masters a sequential redfour-native pair takes ${fmtRatio(a.latency.p50 / b.latency.p50)} redlock's time (p50), its 64 loops do ${fmtRatio(a.throughput.pairsPerSec / b.throughput.pairsPerSec)} redlock's pairs/s, and its hand-off is ${fmtRatio(b.handoff.p50 / a.handoff.p50)} faster (p50; pub/sub against polling)`;
     };
     const comparisons = [vs(3), vs(5)].filter(Boolean);
     const setupError = topo.setup?.clusterError ? ` Cluster setup failed: ${topo.setup.clusterError}.` : '';
@@ -268,9 +268,10 @@ function sections(r) {
         'redlock@4 acquires in one round (SET NX PX in a script on every master) and releases in one, but gives no fencing token, and a waiter polls (retry every ' +
         `${r.params.pollMs} ms ± ${r.params.pollMs / 2} ms) instead of hearing the release. In Cluster mode each lock lives on the one shard its hash tag maps to, so a pair costs what it costs on a single server; waiters hear the release through sharded pub/sub. ` +
         `All servers are private redis-servers on loopback ports on this same machine (the quorum rows share the first 3 of 5 masters; no replicas), so a round trip costs the same on every node and the figures show the protocol's cost, not network distance. ` +
-        `Per row and round: a fresh process; ${fmt(Math.ceil(p.count / p.rounds))} sequential acquire + release pairs on distinct ids after ${p.warmup} warm-up; ${p.loops} concurrent loops for ${fmt(p.durationMs / 1000)} s after ${fmt(p.warmupMs / 1000)} s warm-up; then ${fmt(Math.ceil(p.handoffs / p.rounds))} hand-offs within the process between two Lock instances (two Redlock instances on the same ioredis clients for redlock): the waiter starts waiting, ${p.settleMs} ms later the holder releases, and the figure is release call → waiter holds. ${p.rounds} round(s), rows in alternating order. ` +
+        `Per row and round: a fresh process; ${Math.ceil(p.count / p.rounds).toLocaleString('en-US')} sequential acquire + release pairs on distinct ids after ${p.warmup} warm-up; ${p.loops} concurrent loops for ${fmt(p.durationMs / 1000)} s after ${fmt(p.warmupMs / 1000)} s warm-up; then ${Math.ceil(p.handoffs / p.rounds)} hand-offs within the process between two Lock instances (two Redlock instances on the same ioredis clients for redlock): the waiter starts waiting, ${p.settleMs} ms later the holder releases, and the figure is release call → waiter holds. ${p.rounds} round(s), rows in alternating order. ` +
         `Redis cmds/pair = INFO commandstats deltas summed over every node of the row (commands run inside scripts included, INFO excluded), over the throughput phase, divided by the pairs done; scripts/pair counts EVALSHA/EVAL calls only. "vs single" = row p50 / single-server p50 (how many times slower).` +
         (comparisons.length ? ` In this run ${comparisons.join('; ')}.` : '') +
+        (topo.seconds ? ` The section took ${fmt(topo.seconds)} s, its servers and cluster included.` : '') +
         setupError,
       headers: ['lock (mode)', 'nodes', 'pair p50 µs', 'pair p99 µs', 'p50 vs single', 'pairs/s (64 loops)', 'Redis cmds/pair (all nodes)', 'scripts/pair', 'hand-off p50 ms', 'hand-off p99 ms'],
       rows,
