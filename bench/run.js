@@ -103,6 +103,21 @@ function machine() {
   };
 }
 
+/**
+ * What the run measures: the addon's mtime and the uncommitted changes to the library's sources
+ * (other sessions may edit and rebuild in this working tree while the bench runs; a build that
+ * changes mid-run is recorded, and shown in RESULTS.md, rather than silently mixed in).
+ */
+function buildState() {
+  const root = path.join(__dirname, '..');
+  const addon = path.join(root, 'redfour-native.node');
+  const status = sh('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'lib', 'index.js', 'Cargo.toml', 'Cargo.lock', 'build.rs']);
+  return {
+    addonBuilt: fs.existsSync(addon) ? fs.statSync(addon).mtime.toISOString() : null,
+    uncommitted: status ? status.split('\n').map((l) => l.trim().replace(/^\S+\s+/, '')).filter(Boolean) : [],
+  };
+}
+
 // --- Redis helpers -------------------------------------------------------------------------
 
 let admin;
@@ -680,6 +695,7 @@ async function main() {
   const started = Date.now();
   const date = new Date().toISOString().slice(0, 10);
   const results = { date, startedAt: new Date().toISOString(), quick: QUICK, params: { ...P, contentionSetup: CONTENTION, pollMs: libs.POLL_MS }, machine: machine() };
+  results.machine.buildAtStart = buildState();
   log(`redfour-native bench (${QUICK ? 'quick' : 'full'}) on ${results.machine.nproc} cores, ${results.machine.cpu}`);
 
   const server = await new RedisServer().start();
@@ -707,6 +723,10 @@ async function main() {
   }
   results.seconds = (Date.now() - started) / 1000;
   results.machine.loadAverageAtEnd = os.loadavg().map((v) => round(v, 2));
+  results.machine.buildAtEnd = buildState();
+  if (JSON.stringify(results.machine.buildAtEnd) !== JSON.stringify(results.machine.buildAtStart)) {
+    log(`WARNING: the addon or the library's sources changed during the run: ${JSON.stringify(results.machine.buildAtStart)} -> ${JSON.stringify(results.machine.buildAtEnd)}`);
+  }
   results.targets = report.targets(results);
 
   console.log(report.consoleTables(results));

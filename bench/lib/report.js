@@ -291,6 +291,18 @@ function consoleTables(r) {
   return parts.join('\n');
 }
 
+/** Whether the figures are those of the commit, and whether the build changed during the run. */
+function buildNote(start, end) {
+  const dirty = (b) => (b.uncommitted.length ? `uncommitted changes in ${b.uncommitted.join(', ')}` : 'library sources as committed');
+  let text = `at start: ${dirty(start)}`;
+  if (end && JSON.stringify(end) !== JSON.stringify(start)) {
+    text += `; **changed during the run** (addon built ${end.addonBuilt} at the end; ${dirty(end)}): processes started after the change used the new build`;
+  } else {
+    text += '; unchanged during the run';
+  }
+  return text;
+}
+
 function markdown(r, { jsonPath }) {
   const m = r.machine;
   const lines = [];
@@ -314,6 +326,7 @@ function markdown(r, { jsonPath }) {
       ? [['loopback PING round trip (ioredis)', `${fmt(r.calibration.pingHot.p50)} µs p50 / ${fmt(r.calibration.pingHot.p99)} µs p99 back to back; ${fmt(r.calibration.pingAfterIdle.p50)} µs p50 / ${fmt(r.calibration.pingAfterIdle.p99)} µs p99 after ${r.calibration.idleMs} ms idle`]]
       : []),
     ['redfour-native', `${m.versions['redfour-native']} (commit ${m.commit}, addon built ${m.addonBuilt})`],
+    ...(m.buildAtStart ? [['working tree', buildNote(m.buildAtStart, m.buildAtEnd)]] : []),
     ['peers', `redfour ${m.versions.redfour}, ioredfour ${m.versions.ioredfour}, redlock ${m.versions.redlock}, redis-semaphore ${m.versions['redis-semaphore']}, ioredis ${m.versions.ioredis}`],
   ], { numeric: false }));
   lines.push('');
