@@ -5,7 +5,7 @@
 // never from inside Rust, so a throwing callback cannot abort the process.
 
 const { connectionUrls, sentinelOptions, tlsOptions, markInsecure } = require('./lib/connection');
-const { LockError, codes, invalidArg, isLockError, fromNative } = require('./lib/errors');
+const { LockError, codes, invalidArg, isLockError, fromNative, fromArguments } = require('./lib/errors');
 const native = require('./lib/native');
 const { abortHandle, acquireHeld, runHeld } = require('./lib/held');
 const { Calls } = require('./lib/calls');
@@ -103,19 +103,6 @@ function optionalMs(options, name, fallback) {
   const value = options[name];
   if (value === undefined) return fallback;
   return checkTtl(value, `options.${name}`);
-}
-
-/**
- * A synchronous throw while a call is being set up comes from reading the caller's arguments (a
- * throwing getter, a revoked Proxy) or from our own checks: never a bug of ours, so never
- * ERR_INTERNAL. Foreign errors become ERR_INVALID_ARG with the original as `cause`.
- */
-function fromArguments(err) {
-  if (isLockError(err)) return fromNative(err);
-  if (err instanceof Error && /^\[ERR_[A-Z_]+\] /.test(err.message)) return fromNative(err);
-  const wrapped = invalidArg(`could not read the arguments: ${err instanceof Error ? err.message : String(err)}`);
-  wrapped.cause = err;
-  return wrapped;
 }
 
 /**

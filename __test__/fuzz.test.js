@@ -96,7 +96,6 @@ describe('bugs the fuzzer found (fixed)', () => {
   });
 
   it('a TLS ca/cert/key array with an empty element is ERR_INVALID_ARG', {
-    todo: 'lib/connection.js pem(): an undefined or null element of an array maps to undefined and Buffer.concat throws a TypeError without code',
   }, () => {
     for (const tls of [{ ca: [undefined] }, { cert: [null, 'x'] }, { key: [[]] }]) {
       assert.throws(() => new Lock({ redis: 'rediss://127.0.0.1:1', tls }), (err) => err.code === 'ERR_INVALID_ARG', JSON.stringify(tls));
@@ -104,7 +103,6 @@ describe('bugs the fuzzer found (fixed)', () => {
   });
 
   it('acquire()/using() with a signal whose getters or addEventListener throw is not ERR_INTERNAL', {
-    todo: "lib/held.js acquireHeld() calls abortHandle(options.signal) inside the try that wraps errors with fromNative(): the caller's error becomes ERR_INTERNAL (waitAcquireLock is fine)",
   }, async () => {
     const lock = new Lock({ redis: server.url, namespace: uniqueNs('signal') });
     locks.push(lock);

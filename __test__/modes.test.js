@@ -84,7 +84,7 @@ describe('ACL user restricted to the lock', () => {
     // The least privilege a Lock in namespace "app" needs (documented in the README).
     await server.command(
       'ACL', 'SETUSER', 'locker', 'on', '>s3cret', '~app:*', '~appindex', '&app-release',
-      '+evalsha', '+eval', '+script|load', '+subscribe', '+unsubscribe', '+ping',
+      '+evalsha', '+eval', '+subscribe', '+unsubscribe',
       '+exists', '+pttl', '+incr', '+hset', '+pexpire', '+hget', '+del', '+publish',
     );
   });

@@ -148,7 +148,11 @@ function connectionUrls(redis) {
 
 function pem(value, name) {
   if (value === undefined || value === null) return undefined;
-  if (Array.isArray(value)) return Buffer.concat(value.map((v) => pem(v, name)));
+  if (Array.isArray(value)) {
+    const parts = value.map((v) => pem(v, name));
+    if (parts.some((part) => part === undefined)) throw invalidArg(`${name} must not contain empty entries`);
+    return Buffer.concat(parts);
+  }
   if (typeof value === 'string') return Buffer.from(value);
   if (Buffer.isBuffer(value) || value instanceof Uint8Array) return Buffer.from(value);
   throw invalidArg(`${name} must be PEM text (string or Buffer)`);

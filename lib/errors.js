@@ -59,4 +59,17 @@ function fromNative(err) {
   return wrapped;
 }
 
-module.exports = { codes, LockError, invalidArg, isLockError, fromNative };
+/**
+ * A throw while a call is being set up comes from reading the caller's arguments (a throwing
+ * getter, a revoked Proxy) or from our own checks: never a bug of ours, so never ERR_INTERNAL.
+ * Foreign errors become ERR_INVALID_ARG with the original as `cause`.
+ */
+function fromArguments(err) {
+  if (isLockError(err)) return fromNative(err);
+  if (err instanceof Error && NATIVE_CODE.test(err.message)) return fromNative(err);
+  const wrapped = invalidArg(`could not read the arguments: ${err instanceof Error ? err.message : String(err)}`);
+  wrapped.cause = err;
+  return wrapped;
+}
+
+module.exports = { codes, LockError, invalidArg, isLockError, fromNative, fromArguments };

@@ -2,7 +2,7 @@
 // Held locks that look after themselves: the lease is renewed from Rust timers (a blocked event
 // loop does not lose it), and an AbortSignal fires as soon as the lease can no longer be trusted.
 
-const { LockError, codes, fromNative } = require('./errors');
+const { LockError, codes, fromNative, fromArguments } = require('./errors');
 const addon = require('./native');
 
 /** Turns an AbortSignal into a native abort handle (or undefined when there is no signal). */
@@ -85,16 +85,15 @@ if (typeof Symbol.asyncDispose === 'symbol') {
  * it, ERR_ABORTED if `signal` fires first.
  */
 async function acquireHeld(lock, native, key, id, ttl, options) {
+  let abort;
+  try {
+    abort = abortHandle(options.signal);
+  } catch (err) {
+    throw fromArguments(err);
+  }
   let lease;
   try {
-    lease = await native.acquireLease(
-      key,
-      ttl,
-      options.waitMs,
-      options.renewEveryMs,
-      options.maxHoldMs,
-      abortHandle(options.signal),
-    );
+    lease = await native.acquireLease(key, ttl, options.waitMs, options.renewEveryMs, options.maxHoldMs, abort);
   } catch (err) {
     throw fromNative(err);
   }

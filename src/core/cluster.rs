@@ -110,7 +110,15 @@ impl Cluster {
     }
 
     pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
-        scripts::acquire(&mut self.connection().await?, key, counter_key, ttl_ms).await
+        scripts::acquire(
+            &mut self.connection().await?,
+            key,
+            counter_key,
+            ttl_ms,
+            &scripts::attempt_name(),
+            false,
+        )
+        .await
     }
 
     pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {

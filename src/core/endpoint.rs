@@ -101,7 +101,7 @@ fn client(info: redis::ConnectionInfo, tls: Option<&Tls>) -> Result<redis::Clien
     redis::Client::build_with_tls(info, certificates).map_err(invalid_url)
 }
 
-/// Errors of a request that found its connection already closed, so it was never sent.
+/// Errors of a request whose connection turned out to be closed.
 fn is_dropped(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     message.contains("broken pipe")
@@ -306,28 +306,31 @@ impl Endpoint {
                     })
             })
             .await?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("EVALSHA")
-            .arg(ACQUIRE_SCRIPT.hash())
-            .arg(2)
-            .arg(key)
-            .arg(counter_key)
-            .arg(ttl_ms)
-            .cmd("WAIT")
-            .arg(replication.replicas)
-            .arg(wait_ms);
+        let pipeline = |name: &str, body: &str| {
+            let mut pipe = redis::pipe();
+            pipe.cmd(name)
+                .arg(body)
+                .arg(2)
+                .arg(key)
+                .arg(counter_key)
+                .arg(ttl_ms)
+                .cmd("WAIT")
+                .arg(replication.replicas)
+                .arg(wait_ms);
+            pipe
+        };
         let sent_at = Instant::now();
         let answer: redis::RedisResult<((i64, i64, i64), i64)> =
-            match pipe.query_async(&mut conn).await {
+            match pipeline("EVALSHA", ACQUIRE_SCRIPT.hash())
+                .query_async(&mut conn)
+                .await
+            {
                 Err(err)
                     if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    redis::cmd("SCRIPT")
-                        .arg("LOAD")
-                        .arg(ACQUIRE_SCRIPT.source())
-                        .exec_async(&mut conn)
-                        .await?;
-                    pipe.query_async(&mut conn).await
+                    pipeline("EVAL", ACQUIRE_SCRIPT.source())
+                        .query_async(&mut conn)
+                        .await
                 }
                 other => other,
             };
@@ -462,16 +465,17 @@ impl Endpoint {
 
     /// Runs `op` on the command connection. A connection the server closed while it sat idle
     /// (its `timeout` setting, CLIENT KILL, a proxy) is only found dead by the next request,
-    /// which fails before anything is sent; that request is tried once more, on the connection
-    /// the manager reopens.
+    /// which is then tried once more, on the connection the manager reopens. The same error can
+    /// also mean Redis ran the request and the reply was lost, so every `op` must be safe to
+    /// repeat: acquire names its attempt, release and renew are idempotent.
     async fn with_connection<T, F, Fut>(&self, op: F) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(ConnectionManager, bool) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        match op(self.connection().await?).await {
+        match op(self.connection().await?, false).await {
             Err(LockError::Redis { message, .. }) if is_dropped(&message) => {
-                op(self.connection().await?).await
+                op(self.connection().await?, true).await
             }
             other => other,
         }
@@ -479,15 +483,17 @@ impl Endpoint {
 
     /// One acquire attempt on this server: redfour's script, keys `key` and `counter_key`.
     pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
-        self.with_connection(|mut conn| async move {
-            scripts::acquire(&mut conn, key, counter_key, ttl_ms).await
+        // One name for both tries: a retry after a lost reply recognises its own grant.
+        let attempt = &scripts::attempt_name();
+        self.with_connection(|mut conn, retry| async move {
+            scripts::acquire(&mut conn, key, counter_key, ttl_ms, attempt, retry).await
         })
         .await
     }
 
     /// Releases `key` if held under `index`, announcing it on `channel`.
     pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
-        self.with_connection(|mut conn| async move {
+        self.with_connection(|mut conn, _| async move {
             scripts::release(&mut conn, key, index, channel, false).await
         })
         .await
@@ -495,7 +501,7 @@ impl Endpoint {
 
     /// Sets the TTL of `key` if it is still held under `index`.
     pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
-        self.with_connection(|mut conn| async move {
+        self.with_connection(|mut conn, _| async move {
             scripts::renew(&mut conn, key, index, ttl_ms).await
         })
         .await

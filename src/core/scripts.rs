@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 use tokio::time::Instant;
 
 /// Returns `{1, index, ttl}` on a grant and `{0, -1, pttl of the holder}` otherwise (PTTL alone
-/// tells both: -2 is "no such key"). The TTL is checked before any write, so a bad TTL can never
+/// tells both: -2 is "no such key"). ARGV[2], optional, names the attempt: it is stored in the
+/// lock's hash (field `attempt`, which redfour ignores), so an attempt sent again after its reply
+/// was lost recognises its own grant (`{1, index, remaining pttl}`) instead of calling it held. The TTL is checked before any write, so a bad TTL can never
 /// leave a key without expiry (redfour's INCR + HMSET ran before its PEXPIRE failed).
 pub const ACQUIRE: &str = r#"
 local ttl = tonumber(ARGV[1])
@@ -24,10 +26,26 @@ if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
 end
 local pttl = redis.call("PTTL", KEYS[1])
 if pttl ~= -2 then
+  -- Held. By this very attempt, if it is a retry (ARGV[3]) whose first reply was lost: say so.
+  if ARGV[3] == "retry" and redis.call("TYPE", KEYS[1]).ok == "hash"
+      and redis.call("HGET", KEYS[1], "attempt") == ARGV[2] then
+    return {1, tonumber(redis.call("HGET", KEYS[1], "index")), pttl}
+  end
   return {0, -1, pttl}
 end
+-- Redis 7 can say up front whether the writes below are allowed: an ACL missing PEXPIRE must not
+-- leave a lock key without expiry behind a failed script.
+if redis.acl_check_cmd and not (redis.acl_check_cmd("INCR", KEYS[2])
+    and redis.acl_check_cmd("HSET", KEYS[1], "index", "1")
+    and redis.acl_check_cmd("PEXPIRE", KEYS[1], "1")) then
+  return redis.error_reply("NOPERM redfour-native: this user may not INCR, HSET and PEXPIRE the lock's keys")
+end
 local index = redis.call("INCR", KEYS[2])
-redis.call("HSET", KEYS[1], "index", index)
+if ARGV[2] then
+  redis.call("HSET", KEYS[1], "index", index, "attempt", ARGV[2])
+else
+  redis.call("HSET", KEYS[1], "index", index)
+end
 redis.call("PEXPIRE", KEYS[1], ttl)
 return {1, index, ttl}
 "#;
@@ -144,15 +162,20 @@ pub static RENEW_SCRIPT: StaticScript = StaticScript::new(RENEW);
 pub static COMMIT_SCRIPT: StaticScript = StaticScript::new(COMMIT);
 
 /// One acquire attempt on `conn`: keys `key` and `counter_key`.
+/// `attempt` names this attempt (see `ACQUIRE`); `retry` says it was sent before and its reply
+/// lost, so a grant under the same name is ours.
 pub async fn acquire(
     conn: &mut impl ConnectionLike,
     key: &str,
     counter_key: &str,
     ttl_ms: u64,
+    attempt: &str,
+    retry: bool,
 ) -> Result<Acquired> {
     let sent_at = Instant::now();
+    let retry = if retry { "retry" } else { "" };
     let (success, index, ttl): (i64, i64, i64) = ACQUIRE_SCRIPT
-        .run(conn, &[key, counter_key], ttl_ms)
+        .run(conn, &[key, counter_key], (ttl_ms, attempt, retry))
         .await?;
     Ok(Acquired {
         success: success == 1,
@@ -207,4 +230,9 @@ pub async fn renew(
         index,
         ttl,
     })
+}
+
+/// A fresh attempt name: 64 random bits, so two attempts never share one.
+pub fn attempt_name() -> String {
+    rand::random::<u64>().to_string()
 }
