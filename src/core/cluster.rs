@@ -145,16 +145,7 @@ fn build(
             .push_sender(pushes);
     }
     if let Some(tls) = &connect.tls {
-        builder = builder.certs(redis::TlsCertificates {
-            client_tls: match (&tls.cert, &tls.key) {
-                (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-                    client_cert: cert.clone(),
-                    client_key: key.clone(),
-                }),
-                _ => None,
-            },
-            root_cert: tls.ca.clone(),
-        });
+        builder = builder.certs(tls.certificates()?);
     }
     builder
         .build()

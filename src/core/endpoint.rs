@@ -52,6 +52,28 @@ pub struct Sentinel {
     pub master: String,
 }
 
+impl Tls {
+    /// The material in redis-rs's form; a client certificate needs its key and the reverse.
+    pub fn certificates(&self) -> Result<redis::TlsCertificates> {
+        let client_tls = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(LockError::InvalidArg(
+                    "tls.cert and tls.key go together".to_owned(),
+                ))
+            }
+        };
+        Ok(redis::TlsCertificates {
+            client_tls,
+            root_cert: self.ca.clone(),
+        })
+    }
+}
+
 /// How to connect, besides the URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Connect {
@@ -82,22 +104,7 @@ fn client(info: redis::ConnectionInfo, tls: Option<&Tls>) -> Result<redis::Clien
     let Some(tls) = tls else {
         return redis::Client::open(info).map_err(invalid_url);
     };
-    let client_tls = match (&tls.cert, &tls.key) {
-        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-            client_cert: cert.clone(),
-            client_key: key.clone(),
-        }),
-        (None, None) => None,
-        _ => {
-            return Err(LockError::InvalidArg(
-                "tls.cert and tls.key go together".to_owned(),
-            ))
-        }
-    };
-    let certificates = redis::TlsCertificates {
-        client_tls,
-        root_cert: tls.ca.clone(),
-    };
+    let certificates = tls.certificates()?;
     redis::Client::build_with_tls(info, certificates).map_err(invalid_url)
 }
 
