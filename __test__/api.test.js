@@ -2,27 +2,16 @@
 // Every method in both calling styles, with the exact result shapes of the redfour contract.
 const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRedis } = require('./helpers/redis');
-const { it, loadLock, uniqueNs, viaCallback, sleep } = require('./helpers/common');
+const { it, uniqueNs, viaCallback, sleep, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const locks = [];
-
-function newLock(namespace = uniqueNs('api')) {
-  const lock = new Lock({ redis: server.url, namespace });
-  locks.push(lock);
-  return lock;
-}
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
+const { newLock, locks } = useRedis({
+  tag: 'api',
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
 
 function isPositiveInt(n) {

@@ -1,39 +1,30 @@
 'use strict';
 // The `redfour-native run` CLI: exit codes, --wait/--no-wait, signal forwarding, lost leases.
-const { describe, it, before, after } = require('node:test');
+const { describe, it, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const path = require('node:path');
-const { startRedis, freePort } = require('./helpers/redis');
-const { ROOT, loadLock, uniqueNs, within, sleep } = require('./helpers/common');
+const { freePort } = require('./helpers/redis');
+const { ROOT, uniqueNs, within, sleep, useRedis } = require('./helpers/common');
 const { parseDuration, parseRunArgs } = require('../lib/cli');
 
 const BIN = path.join(ROOT, 'bin', 'redfour-native.js');
 let server;
 let Lock;
-const locks = [];
 const procs = [];
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  for (const p of procs) {
-    if (p.exitCode === null && p.signalCode === null) {
-      try { p.kill('SIGKILL'); } catch { /* gone */ }
+const { newLock, locks } = useRedis({
+  cleanup: async () => {
+    for (const p of procs) {
+      if (p.exitCode === null && p.signalCode === null) {
+        try { p.kill('SIGKILL'); } catch { /* gone */ }
+      }
     }
-  }
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
+  },
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
-
-function newLock(namespace) {
-  const lock = new Lock({ redis: server.url, namespace });
-  locks.push(lock);
-  return lock;
-}
 
 /** Starts the CLI; `done` resolves with {code, signal, stdout, stderr, ms}. */
 function cli(args, { env = {} } = {}) {

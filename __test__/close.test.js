@@ -3,27 +3,16 @@
 // instances on the same server working; quit() and Symbol.asyncDispose are aliases.
 const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRedis } = require('./helpers/redis');
-const { it, loadLock, uniqueNs, viaCallback, rejectsWithCode, within, sleep } = require('./helpers/common');
+const { it, uniqueNs, viaCallback, rejectsWithCode, within, sleep, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const locks = [];
-
-function newLock(namespace = uniqueNs('close')) {
-  const lock = new Lock({ redis: server.url, namespace });
-  locks.push(lock);
-  return lock;
-}
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
+const { newLock, locks } = useRedis({
+  tag: 'close',
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
 
 async function assertAllClosed(lock) {

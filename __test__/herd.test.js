@@ -4,21 +4,15 @@
 // critical section); we count EVAL/EVALSHA calls with INFO commandstats.
 const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRedis } = require('./helpers/redis');
-const { it, loadLock, uniqueNs, sleep, within } = require('./helpers/common');
+const { it, uniqueNs, sleep, within, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const locks = [];
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
+const { locks } = useRedis({
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
 
 describe('herd', () => {

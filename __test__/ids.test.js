@@ -1,29 +1,17 @@
 'use strict';
 // Key names are exactly JavaScript's `${namespace}:${id}`, for any id and namespace, with no
 // Lua injection through the namespace (redfour pastes it into its release script).
-const { describe, before, after } = require('node:test');
+const { describe } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRedis } = require('./helpers/redis');
-const { it, loadLock, uniqueNs, sleep, within } = require('./helpers/common');
+const { it, uniqueNs, sleep, within, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const locks = [];
-
-function newLock(namespace) {
-  const lock = new Lock({ redis: server.url, namespace });
-  locks.push(lock);
-  return lock;
-}
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
+const { newLock, locks } = useRedis({
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
 
 /** Acquire, verify the exact key bytes and a conflicting acquire, release, verify gone. */

@@ -1,34 +1,25 @@
 'use strict';
 // Leader election: one leader at a time, failover within the TTL when the leader is SIGKILLed,
 // prompt hand-off on resign/stop, strictly increasing epochs, and no unhandled 'error' events.
-const { describe, it, before, after } = require('node:test');
+const { describe, it, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, forkFixture, within, sleep } = require('./helpers/common');
+const { uniqueNs, forkFixture, within, sleep, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const locks = [];
 const electors = [];
 const children = [];
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
+const { newLock, locks } = useRedis({
+  cleanup: async () => {
+    await Promise.allSettled(children.map((c) => c.ensureDead()));
+    await Promise.allSettled(electors.map((e) => e.stop()));
+  },
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
-
-after(async () => {
-  await Promise.allSettled(children.map((c) => c.ensureDead()));
-  await Promise.allSettled(electors.map((e) => e.stop()));
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
-});
-
-function newLock(namespace) {
-  const lock = new Lock({ redis: server.url, namespace });
-  locks.push(lock);
-  return lock;
-}
 
 function elect(lock, name, options) {
   const elector = lock.elect(name, options);

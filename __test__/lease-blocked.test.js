@@ -3,23 +3,19 @@
 // TTLs while the JavaScript event loop is blocked in bursts longer than the TTL itself.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, forkFixture, sleep } = require('./helpers/common');
+const { uniqueNs, forkFixture, sleep, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const locks = [];
 const children = [];
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  await Promise.allSettled(children.map((c) => c.ensureDead()));
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
+const { locks } = useRedis({
+  cleanup: async () => {
+    await Promise.allSettled(children.map((c) => c.ensureDead()));
+  },
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
 
 function busy(ms) {

@@ -4,27 +4,20 @@
 const { describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
-const { it, loadLock, uniqueNs, rejectsWithCode, within, sleep, settledWithin } = require('./helpers/common');
+const { it, uniqueNs, rejectsWithCode, within, sleep, settledWithin, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const locks = [];
-
-function newLock(namespace = uniqueNs('out'), extra = {}) {
-  const lock = new Lock({ redis: server.url, namespace, connectTimeout: 500, commandTimeout: 1000, ...extra });
-  locks.push(lock);
-  return lock;
-}
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  if (server && !server.running) await server.start().catch(() => {});
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
+const { newLock, locks } = useRedis({
+  tag: 'out',
+  lockOptions: { connectTimeout: 500, commandTimeout: 1000 },
+  cleanup: async () => {
+    if (server && !server.running) await server.start().catch(() => {});
+  },
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
 
 /** Retries `fn` until it resolves (Lock reconnecting after an outage), up to `ms`. */

@@ -1,25 +1,21 @@
 'use strict';
 // Process life: an idle Lock does not keep Node alive, a pending wait does, and a throwing
 // user callback behaves like any Node callback (uncaughtException), never a native abort.
-const { describe, before, after } = require('node:test');
+const { describe, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRedis } = require('./helpers/redis');
-const { it, loadLock, uniqueNs, forkFixture, within, settledWithin, sleep } = require('./helpers/common');
+const { it, uniqueNs, forkFixture, within, settledWithin, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const locks = [];
 const children = [];
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  await Promise.allSettled(children.map((c) => c.ensureDead()));
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
+const { locks } = useRedis({
+  cleanup: async () => {
+    await Promise.allSettled(children.map((c) => c.ensureDead()));
+  },
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
 
 function spawnChild(name, args) {

@@ -1,33 +1,23 @@
 'use strict';
 // Run-once jobs: exactly once per period across processes, a retry after a runner dies, periods
 // from intervals and cron expressions, and the per-process scheduler.
-const { describe, it, before, after } = require('node:test');
+const { describe, it, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRedis } = require('./helpers/redis');
-const { loadLock, uniqueNs, forkFixture, within, sleep, rejectsWithCode } = require('./helpers/common');
+const { uniqueNs, forkFixture, within, sleep, rejectsWithCode, useRedis } = require('./helpers/common');
 const { periodAt, parseSchedule } = require('../lib/run-once');
 
 let server;
 let Lock;
-const locks = [];
 const children = [];
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
+const { newLock, locks } = useRedis({
+  cleanup: async () => {
+    await Promise.allSettled(children.map((c) => c.ensureDead()));
+  },
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
-
-after(async () => {
-  await Promise.allSettled(children.map((c) => c.ensureDead()));
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
-});
-
-function newLock(namespace) {
-  const lock = new Lock({ redis: server.url, namespace });
-  locks.push(lock);
-  return lock;
-}
 
 function spawnWorker(args) {
   const child = forkFixture('run-once-worker', { url: server.url, ...args });

@@ -1,23 +1,17 @@
 'use strict';
 // Connection economy: Lock instances on one server share connections (redfour opens two per
 // instance), and closing them all gives the connections back.
-const { describe, before, after } = require('node:test');
+const { describe, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRedis } = require('./helpers/redis');
-const { it, loadLock, uniqueNs, sleep } = require('./helpers/common');
+const { it, uniqueNs, sleep, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const locks = [];
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
+const { locks } = useRedis({
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
 
 async function countEventually(pred, ms = 5000) {

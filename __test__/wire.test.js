@@ -1,29 +1,17 @@
 'use strict';
 // The Redis layout must be redfour's, byte for byte: HASH `${ns}:${id}` {index}, PEXPIRE,
 // STRING counter `${ns}index`, PUBLISH on `${ns}-release` with the full key as payload.
-const { describe, before, after } = require('node:test');
+const { describe } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRedis } = require('./helpers/redis');
-const { it, loadLock, uniqueNs, sleep, within } = require('./helpers/common');
+const { it, uniqueNs, sleep, within, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const locks = [];
-
-function newLock(namespace) {
-  const lock = new Lock({ redis: server.url, namespace });
-  locks.push(lock);
-  return lock;
-}
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  await Promise.allSettled(locks.map((l) => l.close()));
-  if (server) await server.cleanup();
+const { newLock, locks } = useRedis({
+  ready: (s, L) => {
+    server = s;
+    Lock = L;
+  },
 });
 
 /** Subscribes a fresh ioredis connection to `channel`; returns {messages, next(ms), quit()}. */

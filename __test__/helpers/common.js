@@ -6,7 +6,7 @@ const assert = require('node:assert/strict');
 const { fork } = require('node:child_process');
 const nodeTest = require('node:test');
 const path = require('node:path');
-const { sleep } = require('./redis');
+const { sleep, startRedis } = require('./redis');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
@@ -159,7 +159,37 @@ function forkFixture(name, args = {}, options = {}) {
   return child;
 }
 
+
+/**
+ * One private redis-server for a test file, started before its tests and stopped after them.
+ * `ready(server, Lock)` hands the file its server and the package's Lock constructor; the
+ * returned `newLock(namespace?, options?)` makes a Lock on that server (closed after the tests,
+ * like everything pushed on `locks`). `cleanup` runs first at the end (kill children, ...).
+ */
+function useRedis({ tag = 'ns', lockOptions = {}, cleanup, ready }) {
+  const locks = [];
+  let server;
+  let Lock;
+  nodeTest.before(async () => {
+    Lock = loadLock();
+    server = await startRedis();
+    ready(server, Lock);
+  });
+  nodeTest.after(async () => {
+    if (cleanup) await cleanup();
+    await Promise.allSettled(locks.map((l) => l.close()));
+    if (server) await server.cleanup();
+  });
+  function newLock(namespace = uniqueNs(tag), options = {}) {
+    const lock = new Lock({ redis: server.url, namespace, ...lockOptions, ...options });
+    locks.push(lock);
+    return lock;
+  }
+  return { newLock, locks };
+}
+
 module.exports = {
+  useRedis,
   it,
   test,
   ROOT,
