@@ -9,28 +9,17 @@ const { LockError, codes, invalidArg, isLockError, fromNative, fromArguments } =
 const native = require('./lib/native');
 const { abortHandle, acquireHeld, runHeld } = require('./lib/held');
 const { Calls } = require('./lib/calls');
+const { MAX_TTL_MS, checkMs: checkTtl, describe } = require('./lib/checks');
 const { Fence, fencedSet } = require('./lib/fence');
 const { LeaderElector } = require('./lib/leader');
 const { runOnce, Schedule } = require('./lib/run-once');
 
 const DEFAULT_NAMESPACE = 'lock';
-// 2^31-1 ms (about 24.8 days): the largest delay a JavaScript timer accepts, and far beyond any sane lease.
-const MAX_TTL_MS = 2147483647;
 const MAX_ID_LENGTH = 65536;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 const DEFAULT_REPLICATION_TIMEOUT_MS = 1000;
 
-function checkTtl(value, name, { allowZero = false } = {}) {
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw invalidArg(`${name} must be an integer number of milliseconds, got ${describe(value)}`);
-  }
-  if (value < (allowZero ? 0 : 1) || value > MAX_TTL_MS) {
-    const low = allowZero ? 0 : 1;
-    throw invalidArg(`${name} must be between ${low} and ${MAX_TTL_MS} ms, got ${value}`);
-  }
-  return value;
-}
 
 function checkId(id) {
   if (typeof id === 'number') {
@@ -59,12 +48,6 @@ function checkHeld(lock) {
   return { id, index };
 }
 
-function describe(value) {
-  if (value === null) return 'null';
-  if (typeof value === 'string') return `a string`;
-  if (typeof value === 'number') return String(value);
-  return typeof value;
-}
 
 function checkCluster(cluster) {
   if (cluster === undefined || cluster === null) return false;

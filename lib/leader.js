@@ -6,20 +6,12 @@
 
 const { EventEmitter } = require('node:events');
 const { LockError, codes, invalidArg } = require('./errors');
+const { MAX_TTL_MS, checkMs } = require('./checks');
 
-const MAX_TTL_MS = 2147483647;
 const DEFAULT_TTL_MS = 10000;
 const DEFAULT_REJOIN_AFTER_MS = 1000;
 const DEFAULT_RETRY_MIN_MS = 100;
 const DEFAULT_RETRY_MAX_MS = 5000;
-
-function checkMs(value, name, { allowZero = false, fallback } = {}) {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < (allowZero ? 0 : 1) || value > MAX_TTL_MS) {
-    throw invalidArg(`${name} must be an integer number of milliseconds between ${allowZero ? 0 : 1} and ${MAX_TTL_MS}`);
-  }
-  return value;
-}
 
 function checkName(name) {
   if (typeof name === 'string' && name.length > 0) return name;

@@ -14,8 +14,8 @@
 
 const { EventEmitter } = require('node:events');
 const { codes, invalidArg } = require('./errors');
+const { MAX_TTL_MS, checkMs } = require('./checks');
 
-const MAX_TTL_MS = 2147483647;
 const DEFAULT_RUN_TTL_MS = 30000;
 const MAX_GRACE_MS = 3600000;
 /** No grant ever gets this index (the counter would need 2^53 grants first). */
@@ -25,14 +25,6 @@ let cronParser;
 function cron() {
   if (!cronParser) cronParser = require('cron-parser').CronExpressionParser;
   return cronParser;
-}
-
-function checkMs(value, name, { allowZero = false, fallback } = {}) {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < (allowZero ? 0 : 1) || value > MAX_TTL_MS) {
-    throw invalidArg(`${name} must be an integer number of milliseconds between ${allowZero ? 0 : 1} and ${MAX_TTL_MS}`);
-  }
-  return value;
 }
 
 function checkName(name) {
