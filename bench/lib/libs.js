@@ -154,13 +154,14 @@ async function openIoredfour(url) {
   };
 }
 
-async function openRedlock(url, { client } = {}) {
-  const Redis = requireIoredis();
+/**
+ * redlock@4 over `clients` (one for a single server, several for its quorum): acquire once,
+ * wait by polling every POLL_MS, release. `close` runs when the adapter is closed.
+ */
+function redlockAdapter(clients, close) {
   const Redlock = require(path.join(ROOT, 'node_modules', 'redlock'));
-  const own = !client;
-  client = client || new Redis(url);
-  const once = new Redlock([client], { retryCount: 0 });
-  const waiting = new Redlock([client], { retryCount: -1, retryDelay: POLL_MS, retryJitter: POLL_MS / 2 });
+  const once = new Redlock(clients, { retryCount: 0 });
+  const waiting = new Redlock(clients, { retryCount: -1, retryDelay: POLL_MS, retryJitter: POLL_MS / 2 });
   for (const r of [once, waiting]) r.on('clientError', () => {});
   return {
     async acquire(id, ttl) {
@@ -185,9 +186,18 @@ async function openRedlock(url, { client } = {}) {
       }
     },
     async close() {
-      if (own) client.disconnect();
+      await close();
     },
   };
+}
+
+async function openRedlock(url, { client } = {}) {
+  const Redis = requireIoredis();
+  const own = !client;
+  client = client || new Redis(url);
+  return redlockAdapter([client], async () => {
+    if (own) client.disconnect();
+  });
 }
 
 async function openSemaphore(url, { client } = {}) {
@@ -311,42 +321,15 @@ function nativeTopology({ urls, cluster = false }) {
 function redlockTopology({ urls, cluster = false }) {
   if (cluster) throw new Error('redlock@4 has no Redis Cluster mode');
   const Redis = requireIoredis();
-  const Redlock = require(path.join(ROOT, 'node_modules', 'redlock'));
   const clients = urls.map((u) => new Redis(u));
   let opened = 0;
   const make = () => {
     opened++;
-    const once = new Redlock(clients, { retryCount: 0 });
-    const waiting = new Redlock(clients, { retryCount: -1, retryDelay: POLL_MS, retryJitter: POLL_MS / 2 });
-    for (const r of [once, waiting]) r.on('clientError', () => {});
-    return {
-      async acquire(id, ttl) {
-        try {
-          return await once.lock(`${NAMESPACE}:${id}`, ttl);
-        } catch (err) {
-          if (err instanceof Redlock.LockError) return null;
-          throw err;
-        }
-      },
-      async release(h) {
-        await h.unlock();
-      },
-      async wait(id, ttl, waitMs) {
-        const count = waitMs > 0 ? Math.ceil(waitMs / POLL_MS) : -1;
-        try {
-          return await waiting.lockWithOptions(`${NAMESPACE}:${id}`, ttl, { retryCount: count });
-        } catch (err) {
-          if (err instanceof Redlock.LockError && count >= 0) return null;
-          throw err;
-        }
-      },
-      async twin() {
-        return make();
-      },
-      async close() {
-        if (--opened === 0) for (const c of clients) c.disconnect();
-      },
-    };
+    const adapter = redlockAdapter(clients, async () => {
+      if (--opened === 0) for (const c of clients) c.disconnect();
+    });
+    adapter.twin = async () => make();
+    return adapter;
   };
   return make();
 }
