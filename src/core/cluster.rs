@@ -122,7 +122,14 @@ impl Cluster {
     }
 
     pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
-        scripts::release(&mut self.connection().await?, key, index, channel, true).await
+        scripts::release(
+            &mut self.connection().await?,
+            key,
+            index,
+            channel,
+            scripts::Announce::Sharded,
+        )
+        .await
     }
 
     pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {

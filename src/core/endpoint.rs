@@ -4,7 +4,7 @@
 
 use crate::core::error::{LockError, Result};
 use crate::core::lock::{Acquired, Released, Renewed, Replication};
-use crate::core::scripts::{self, ACQUIRE_SCRIPT};
+use crate::core::scripts::{self, Announce, Seat, ACQUIRE_SCRIPT};
 use crate::core::subscriber;
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -498,10 +498,33 @@ impl Endpoint {
         .await
     }
 
-    /// Releases `key` if held under `index`, announcing it on `channel`.
-    pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
+    /// One attempt of a waiting head (see `scripts::ACQUIRE_QUEUED`): takes the lock, finds it
+    /// granted to `token`, or (`seat`) takes or gives up a seat in its queue. Safe to repeat: the
+    /// token names the waiter, so a retry finds its own grant or seat.
+    pub async fn acquire_queued(
+        &self,
+        key: &str,
+        counter_key: &str,
+        ttl_ms: u64,
+        token: u64,
+        seat: Seat,
+    ) -> Result<(Acquired, bool)> {
         self.with_connection(|mut conn, _| async move {
-            scripts::release(&mut conn, key, index, channel, false).await
+            scripts::acquire_queued(&mut conn, key, counter_key, ttl_ms, token, seat).await
+        })
+        .await
+    }
+
+    /// Releases `key` if held under `index`, announcing it on `channel` as `announce` says.
+    pub async fn release(
+        &self,
+        key: &str,
+        index: i64,
+        channel: &str,
+        announce: Announce<'_>,
+    ) -> Result<Released> {
+        self.with_connection(|mut conn, _| async move {
+            scripts::release(&mut conn, key, index, channel, announce).await
         })
         .await
     }

@@ -5,6 +5,7 @@ use crate::core::cluster::Cluster;
 use crate::core::endpoint::{Connect, Endpoint, Timeouts};
 use crate::core::error::{LockError, Result};
 use crate::core::quorum::Quorum;
+use crate::core::scripts::{Announce, Seat};
 use crate::core::waiters::{jitter, Registration, Waiters, Wake};
 use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
@@ -107,6 +108,8 @@ struct Inner {
     namespace: String,
     counter_key: String,
     channel: String,
+    /// `{namespace}\0`, the start of a grant message (see scripts.rs).
+    grant_prefix: String,
     /// Dropped on close, so the shared connections close once no Lock uses them.
     backend: RwLock<Option<Backend>>,
     closed: CancellationToken,
@@ -188,6 +191,7 @@ impl Lock {
                 namespace: namespace.to_owned(),
                 counter_key: format!("{namespace}index"),
                 channel: format!("{namespace}-release"),
+                grant_prefix: format!("{namespace}\0"),
                 backend: RwLock::new(Some(backend)),
                 closed: CancellationToken::new(),
                 replication: settings.replication,
@@ -286,7 +290,7 @@ impl Lock {
                 if got.index > 0 {
                     // Granted but not replicated in time: a failover could lose it. Undo it
                     // (announced: others saw the key and may be waiting) and report no grant.
-                    node.release(key, got.index, &self.channel(key)).await?;
+                    Box::pin(self.release_key(backend, key, got.index)).await?;
                 }
                 Ok(Acquired { index: -1, ..got })
             }
@@ -327,8 +331,12 @@ impl Lock {
         let started = Instant::now();
         let deadline = wait.map(|w| started + w);
         let waiters = backend.waiters();
+        // Grant on release (scripts.rs): the head takes a seat in the lock's queue and a release
+        // hands it the lock. Single-server mode only; with minReplications a grant would also
+        // need its WAIT, so those waits stay with the release message.
+        let grants = matches!(backend, Backend::Single(_)) && self.inner.replication.is_none();
 
-        let mut place = waiters.join(&self.channel(&key), &key);
+        let mut place = waiters.join(&self.channel(&key), &key, grants);
         // Subscribed before the first attempt: a release between a failed attempt and the wait
         // is then always heard (redfour subscribed after failing, and could sleep a whole TTL).
         let limit = started + backend.timeouts().connect;
@@ -344,9 +352,21 @@ impl Lock {
         let mut poll_at: Option<Instant> = None;
         let mut retry = MIN_RETRY;
         let mut failing_since: Option<Instant> = None;
+        // True while this waiter may hold a seat in the lock's queue in Redis.
+        let mut seated = false;
         loop {
             if try_now && place.is_head() {
-                match Box::pin(self.attempt(&backend, &key, ttl_ms)).await {
+                let attempt = if grants {
+                    self.attempt_seated(&backend, &key, ttl_ms, place.token(), Seat::Join)
+                        .await
+                        .map(|(got, queued)| {
+                            seated |= queued;
+                            got
+                        })
+                } else {
+                    Box::pin(self.attempt(&backend, &key, ttl_ms)).await
+                };
+                match attempt {
                     Ok(got) if got.success => {
                         return self.won(&backend, place, &key, got, immediate, abort).await;
                     }
@@ -361,12 +381,16 @@ impl Lock {
                     Err(err) if err.is_transient() => {
                         let since = *failing_since.get_or_insert_with(Instant::now);
                         if deadline.is_none() && since.elapsed() > UNBOUNDED_WAIT_OUTAGE_LIMIT {
+                            self.unseat(seated, &backend, &key, ttl_ms, place.token());
                             return Err(err);
                         }
                         poll_at = Some(Instant::now() + retry);
                         retry = (retry * 2).min(MAX_RETRY);
                     }
-                    Err(err) => return Err(err),
+                    Err(err) => {
+                        self.unseat(seated, &backend, &key, ttl_ms, place.token());
+                        return Err(err);
+                    }
                 }
             }
             immediate = false;
@@ -375,6 +399,13 @@ impl Lock {
             let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
                 wake = place.woken() => match wake {
+                    Wake::Granted(index, at) => {
+                        // The grant set the lock's TTL when it was published, a little before
+                        // `at`; the caller's lease is reckoned from `at` (the few hundred
+                        // microseconds of the message's trip are well inside any renewal margin).
+                        let got = Acquired { success: true, index, ttl: ttl_ms as i64, sent_at: at };
+                        return self.won(&backend, place, &key, got, false, abort).await;
+                    }
                     Wake::TryNow => try_now = true,
                     Wake::PollAt(at) => poll_at = Some(at),
                     Wake::Nothing => {}
@@ -384,8 +415,16 @@ impl Lock {
                     try_now = true;
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
-                    // Out of time: one last attempt, whose answer is the answer.
-                    return match Box::pin(self.attempt(&backend, &key, ttl_ms)).await {
+                    // Out of time: one last attempt, whose answer is the answer (a seated waiter
+                    // gives its seat up in the same script, or finds the lock granted to it).
+                    let last = if seated {
+                        self.attempt_seated(&backend, &key, ttl_ms, place.token(), Seat::Leave)
+                            .await
+                            .map(|(got, _)| got)
+                    } else {
+                        Box::pin(self.attempt(&backend, &key, ttl_ms)).await
+                    };
+                    return match last {
                         Ok(got) if got.success => self.won(&backend, place, &key, got, false, abort).await,
                         Ok(held) => Ok(WaitAcquired {
                             success: false,
@@ -397,10 +436,52 @@ impl Lock {
                         Err(err) => Err(err),
                     };
                 }
-                _ = self.inner.closed.cancelled() => return Err(LockError::Closed),
-                _ = abort.cancelled() => return Err(LockError::Aborted),
+                _ = self.inner.closed.cancelled() => {
+                    self.unseat(seated, &backend, &key, ttl_ms, place.token());
+                    return Err(LockError::Closed);
+                }
+                _ = abort.cancelled() => {
+                    self.unseat(seated, &backend, &key, ttl_ms, place.token());
+                    return Err(LockError::Aborted);
+                }
             }
         }
+    }
+
+    /// One attempt of a waiting head in grant mode (single server, see `scripts::ACQUIRE_QUEUED`).
+    async fn attempt_seated(
+        &self,
+        backend: &Backend,
+        key: &str,
+        ttl_ms: u64,
+        token: u64,
+        seat: Seat,
+    ) -> Result<(Acquired, bool)> {
+        let Backend::Single(node) = backend else {
+            return Err(LockError::Internal("a seated attempt needs a single server".to_owned()));
+        };
+        let counter_key = &*self.counter_key(key);
+        let attempt = node.acquire_queued(key, counter_key, ttl_ms, token, seat);
+        node.checked(Box::pin(attempt).await).await
+    }
+
+    /// A wait that ends (aborted, closed) while seated gives its seat up in the background, and
+    /// releases the lock if a grant to it raced the end, so neither blocks the next waiter.
+    fn unseat(&self, seated: bool, backend: &Backend, key: &str, ttl_ms: u64, token: u64) {
+        if !seated {
+            return;
+        }
+        let (lock, backend, key) = (self.clone(), backend.clone(), key.to_owned());
+        tokio::spawn(async move {
+            let left = lock
+                .attempt_seated(&backend, &key, ttl_ms, token, Seat::Leave)
+                .await;
+            if let Ok((got, _)) = left {
+                if got.success {
+                    let _ = lock.release_key(&backend, &key, got.index).await;
+                }
+            }
+        });
     }
 
     /// Hands a won lock to the caller, unless the lock was closed or the wait aborted meanwhile:
@@ -446,7 +527,15 @@ impl Lock {
     async fn release_key(&self, backend: &Backend, key: &str, index: i64) -> Result<Released> {
         let channel = &*self.channel(key);
         match backend {
-            Backend::Single(node) => node.checked(node.release(key, index, channel).await).await,
+            Backend::Single(node) => {
+                let counter_key = self.counter_key(key);
+                let announce = Announce::Grant {
+                    counter_key: &counter_key,
+                    prefix: &self.inner.grant_prefix,
+                };
+                node.checked(node.release(key, index, channel, announce).await)
+                    .await
+            }
             Backend::Quorum(nodes) => Box::pin(nodes.release(key, index, channel)).await,
             Backend::Cluster(cluster) => Box::pin(cluster.release(key, index, channel)).await,
         }

@@ -13,7 +13,7 @@
 use crate::core::endpoint::{Connect, Endpoint, Registry, Timeouts};
 use crate::core::error::{LockError, Result};
 use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
-use crate::core::scripts::COMMIT_SCRIPT;
+use crate::core::scripts::{Announce, COMMIT_SCRIPT};
 use crate::core::waiters::Waiters;
 use futures_util::future::join_all;
 use std::future::Future;
@@ -176,9 +176,9 @@ impl Quorum {
         join_all(granted.iter().map(|&(i, index)| async move {
             let node = &self.nodes[i];
             if token > 0 {
-                let _ = node.release(key, token, "").await;
+                let _ = node.release(key, token, "", Announce::Publish).await;
             }
-            let _ = node.release(key, index, "").await;
+            let _ = node.release(key, index, "", Announce::Publish).await;
         }))
         .await;
     }
@@ -186,7 +186,7 @@ impl Quorum {
     pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
         let votes = self
             .ask(self.timeouts.command, |node| {
-                node.release(key, index, channel)
+                node.release(key, index, channel, Announce::Publish)
             })
             .await;
         let answers: Vec<&Released> = votes

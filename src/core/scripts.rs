@@ -6,6 +6,22 @@
 //! - lock: HASH `{namespace}:{id}` with field `index`, expiring after the TTL;
 //! - counter: STRING `{namespace}index`, INCR on every grant (a fencing token);
 //! - release: PUBLISH on `{namespace}-release` with the lock key as the payload.
+//!
+//! Grant on release (single-server mode, see `ACQUIRE_QUEUED` and `RELEASE`): a waiting process
+//! queues its waiter inside the held lock's own hash (fields redfour never reads), and a release
+//! hands the lock straight to the first queued waiter instead of deleting it: the waiter holds
+//! the lock when the grant message arrives, with no acquire round trip and no herd. The queue
+//! lives and dies with the lock key: a redfour release or an expiry deletes it, and the waiters
+//! fall back to the release message and the TTL poll, as before.
+//! - `qt`: the last seat number given out; `qh`: the last seat granted;
+//! - `q<seat>`: `"<token> <ttl>"` of a queued waiter; `w<token>`: that waiter's seat;
+//! - `attempt`: the token of the waiter the lock was granted to; `from`: the index released by
+//!   the grant (so a release retried after a lost reply still reads "released");
+//! - grant message: on the same `{namespace}-release` channel, payload
+//!   `{namespace}\0<token> <index> <ttl> <key>`, which can never equal a lock key
+//!   `{namespace}:{id}` (redfour ignores messages that are not the key it waits for). The waiter
+//!   named by the token holds the lock; other waiters on the key learn the new holder's TTL, so
+//!   they poll when it ends if the grantee never releases (it died while waiting).
 
 use crate::core::error::Result;
 use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
@@ -54,6 +70,12 @@ return {1, index, ttl}
 /// `{1, "expired", -1}` when the key is already gone. Publishes on ARGV[2] only on a real release
 /// (not at all when ARGV[2] is empty: undoing a grant nobody saw); with SPUBLISH, a sharded
 /// channel in the key's slot, when ARGV[3] is "sharded" (cluster mode).
+///
+/// With ARGV[3] "grant" (KEYS[2] the counter, ARGV[4] the grant message prefix
+/// `{namespace}\0`): if a waiter is queued in the lock's hash, the lock is granted to it (new
+/// index from the counter, its TTL, `attempt` = its token) and the grant is published instead of
+/// the release. A user lacking HDEL makes the grant step fail harmlessly (pcall, before any
+/// write): the lock is then released the classic way.
 pub const RELEASE: &str = r#"
 local current = tonumber(redis.call("HGET", KEYS[1], "index"))
 if current == nil then
@@ -62,7 +84,35 @@ if current == nil then
   end
   return {0, "conflict", -1}
 end
+if current ~= tonumber(ARGV[1]) and ARGV[3] == "grant"
+    and tonumber(redis.call("HGET", KEYS[1], "from")) == tonumber(ARGV[1]) then
+  -- A retry whose first try granted the lock onwards: that was our release.
+  return {1, "released", tonumber(ARGV[1])}
+end
 if current == tonumber(ARGV[1]) then
+  if ARGV[3] == "grant" then
+    local tail = tonumber(redis.call("HGET", KEYS[1], "qt"))
+    local seat = tonumber(redis.call("HGET", KEYS[1], "qh")) or 0
+    while tail and seat < tail do
+      seat = seat + 1
+      local entry = redis.call("HGET", KEYS[1], "q" .. seat)
+      local token, ttl
+      if entry then
+        token, ttl = string.match(entry, "^(%d+) (%d+)$")
+      end
+      if token then
+        local removed = redis.pcall("HDEL", KEYS[1], "q" .. seat, "w" .. token)
+        if type(removed) == "table" and removed.err then
+          break
+        end
+        local index = redis.call("INCR", KEYS[2])
+        redis.call("HSET", KEYS[1], "index", index, "attempt", token, "qh", seat, "from", current)
+        redis.call("PEXPIRE", KEYS[1], tonumber(ttl))
+        redis.call("PUBLISH", ARGV[2], ARGV[4] .. token .. " " .. index .. " " .. ttl .. " " .. KEYS[1])
+        return {1, "released", current}
+      end
+    end
+  end
   redis.call("DEL", KEYS[1])
   if ARGV[3] == "sharded" then
     redis.call("SPUBLISH", ARGV[2], KEYS[1])
@@ -72,6 +122,50 @@ if current == tonumber(ARGV[1]) then
   return {1, "released", current}
 end
 return {0, "conflict", current}
+"#;
+
+/// The waiting form of `ACQUIRE` (single-server mode): KEYS[1] the lock, KEYS[2] the counter;
+/// ARGV[1] the TTL, ARGV[2] the waiter's token (digits), ARGV[3] "join" or "leave".
+/// Returns `{1, index, ttl, 0}` when the lock is free (taken, as `ACQUIRE`) or already granted to
+/// this token, else `{0, -1, pttl, queued}`: with "join" the waiter takes a seat in the holder's
+/// hash unless it has one (queued = 1 when it holds a seat); with "leave" it gives its seat up.
+pub const ACQUIRE_QUEUED: &str = r#"
+local ttl = tonumber(ARGV[1])
+if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
+  return redis.error_reply("ERR redfour-native: invalid ttl")
+end
+local pttl = redis.call("PTTL", KEYS[1])
+if pttl ~= -2 then
+  local holder = redis.pcall("HGET", KEYS[1], "attempt")
+  if type(holder) == "table" then
+    -- Not a hash: not a lock of ours or redfour's; it is held, and nobody queues in it.
+    return {0, -1, pttl, 0}
+  end
+  if holder == ARGV[2] then
+    return {1, tonumber(redis.call("HGET", KEYS[1], "index")), pttl, 0}
+  end
+  local seat = redis.call("HGET", KEYS[1], "w" .. ARGV[2])
+  if ARGV[3] == "join" then
+    if not seat then
+      seat = (tonumber(redis.call("HGET", KEYS[1], "qt")) or 0) + 1
+      redis.call("HSET", KEYS[1], "qt", seat, "q" .. seat, ARGV[2] .. " " .. ttl, "w" .. ARGV[2], seat)
+    end
+    return {0, -1, pttl, 1}
+  end
+  if seat then
+    redis.pcall("HDEL", KEYS[1], "q" .. seat, "w" .. ARGV[2])
+  end
+  return {0, -1, pttl, 0}
+end
+if redis.acl_check_cmd and not (redis.acl_check_cmd("INCR", KEYS[2])
+    and redis.acl_check_cmd("HSET", KEYS[1], "index", "1")
+    and redis.acl_check_cmd("PEXPIRE", KEYS[1], "1")) then
+  return redis.error_reply("NOPERM redfour-native: this user may not INCR, HSET and PEXPIRE the lock's keys")
+end
+local index = redis.call("INCR", KEYS[2])
+redis.call("HSET", KEYS[1], "index", index, "attempt", ARGV[2])
+redis.call("PEXPIRE", KEYS[1], ttl)
+return {1, index, ttl, 0}
 "#;
 
 /// Renews (sets the TTL of) a lock still held under the given index. Returns
@@ -157,6 +251,7 @@ impl StaticScript {
 }
 
 pub static ACQUIRE_SCRIPT: StaticScript = StaticScript::new(ACQUIRE);
+pub static ACQUIRE_QUEUED_SCRIPT: StaticScript = StaticScript::new(ACQUIRE_QUEUED);
 pub static RELEASE_SCRIPT: StaticScript = StaticScript::new(RELEASE);
 pub static RENEW_SCRIPT: StaticScript = StaticScript::new(RENEW);
 pub static COMMIT_SCRIPT: StaticScript = StaticScript::new(COMMIT);
@@ -185,19 +280,45 @@ pub async fn acquire(
     })
 }
 
-/// Releases `key` if held under `index`, announcing it on `channel` (a sharded channel if
-/// `sharded`).
+/// How a release announces itself.
+#[derive(Debug, Clone, Copy)]
+pub enum Announce<'a> {
+    /// PUBLISH the key on the channel (redfour's way).
+    Publish,
+    /// SPUBLISH the key on a sharded channel (cluster mode).
+    Sharded,
+    /// Grant the lock to the first waiter queued in it, if any (single-server mode); otherwise
+    /// PUBLISH the key. `counter_key` gives the new index, `prefix` starts the grant message.
+    Grant {
+        counter_key: &'a str,
+        prefix: &'a str,
+    },
+}
+
+/// Releases `key` if held under `index`, announcing it on `channel` as `announce` says.
 pub async fn release(
     conn: &mut impl ConnectionLike,
     key: &str,
     index: i64,
     channel: &str,
-    sharded: bool,
+    announce: Announce<'_>,
 ) -> Result<Released> {
-    let mode = if sharded { "sharded" } else { "" };
-    let (success, result, current): (i64, String, i64) = RELEASE_SCRIPT
-        .run(conn, &[key], (index, channel, mode))
-        .await?;
+    let (success, result, current): (i64, String, i64) = match announce {
+        Announce::Publish => RELEASE_SCRIPT.run(conn, &[key], (index, channel, "")).await?,
+        Announce::Sharded => {
+            RELEASE_SCRIPT
+                .run(conn, &[key], (index, channel, "sharded"))
+                .await?
+        }
+        Announce::Grant {
+            counter_key,
+            prefix,
+        } => {
+            RELEASE_SCRIPT
+                .run(conn, &[key, counter_key], (index, channel, "grant", prefix))
+                .await?
+        }
+    };
     let result = match result.as_str() {
         "released" => ReleaseResult::Released,
         "expired" => ReleaseResult::Expired,
@@ -208,6 +329,42 @@ pub async fn release(
         result,
         index: current,
     })
+}
+
+/// What a waiting head asks of `ACQUIRE_QUEUED` besides the lock itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seat {
+    /// Take a seat in the holder's queue if the lock is held.
+    Join,
+    /// Give the seat up (the wait is over) if the lock is held.
+    Leave,
+}
+
+/// One attempt of a waiting head (see `ACQUIRE_QUEUED`). Returns the attempt and whether the
+/// waiter now holds a seat in the lock's queue.
+pub async fn acquire_queued(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    counter_key: &str,
+    ttl_ms: u64,
+    token: u64,
+    seat: Seat,
+) -> Result<(Acquired, bool)> {
+    let sent_at = Instant::now();
+    let seat = match seat {
+        Seat::Join => "join",
+        Seat::Leave => "leave",
+    };
+    let (success, index, ttl, queued): (i64, i64, i64, i64) = ACQUIRE_QUEUED_SCRIPT
+        .run(conn, &[key, counter_key], (ttl_ms, token, seat))
+        .await?;
+    let got = Acquired {
+        success: success == 1,
+        index,
+        ttl,
+        sent_at,
+    };
+    Ok((got, queued == 1))
 }
 
 /// Sets the TTL of `key` if it is still held under `index`.

@@ -6,6 +6,10 @@
 //! (redfour woke every waiter, about N/2 scripts per release). When the head leaves, the next
 //! waiter takes its place: at once if the head gave up (it may have consumed a release), or with a
 //! timer at the new holder's TTL if the head won the lock (a crashed holder never publishes).
+//!
+//! With grants (single-server mode) the head also takes a seat in the lock's queue in Redis, and
+//! a release hands the lock to a seated head directly: the grant message names the head's token.
+//! Then a new head must take its own seat at once, so it tries when the old head wins.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +37,8 @@ pub struct Waiters {
 #[derive(Default)]
 struct State {
     channels: HashMap<String, Channel>,
+    /// The waiters that may be granted a lock, by token.
+    tokens: HashMap<u64, Arc<Slot>>,
 }
 
 struct Channel {
@@ -44,6 +50,10 @@ struct Channel {
 /// One waiting call.
 struct Slot {
     id: u64,
+    /// Names this waiter in the lock's queue in Redis and in grant messages (random).
+    token: u64,
+    /// Set when a grant message named this waiter: the index, and when it was heard.
+    granted: Mutex<Option<(i64, Instant)>>,
     wake: Notify,
     /// Set when this slot must try to acquire when it wakes (a release was announced, the
     /// subscriber reconnected, or the previous head gave up).
@@ -87,15 +97,21 @@ impl Waiters {
         }
     }
 
-    /// Queues a waiter for `key`, subscribing to `channel` if this is its first waiter.
-    pub fn join(self: &Arc<Self>, channel: &str, key: &str) -> Registration {
+    /// Queues a waiter for `key`, subscribing to `channel` if this is its first waiter. With
+    /// `grants`, the waiter may be granted the lock by a grant message naming its token.
+    pub fn join(self: &Arc<Self>, channel: &str, key: &str, grants: bool) -> Registration {
         let slot = Arc::new(Slot {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            token: rand::random(),
+            granted: Mutex::new(None),
             wake: Notify::new(),
             try_now: AtomicBool::new(false),
             poll_at: Mutex::new(None),
         });
         let mut state = self.state();
+        if grants {
+            state.tokens.insert(slot.token, slot.clone());
+        }
         let (entry, created) = match state.channels.get_mut(channel) {
             Some(entry) => (entry, false),
             None => {
@@ -124,12 +140,34 @@ impl Waiters {
             slot,
             subscribed,
             joined_as_head: head,
+            grants,
             left: false,
         }
     }
 
-    /// A release was announced on `channel` for `key`: wake that key's head, if we have one.
+    /// A message on `channel`: a release of the lock key it names (wake that key's head, if we
+    /// have one), or a grant (see scripts.rs: `{namespace}\0<token> <index> <ttl> <key>` on
+    /// `{namespace}-release`; a lock key there always continues the namespace with ':').
     pub fn released(&self, channel: &str, key: &str) {
+        if let Some(grant) = grant_message(channel, key) {
+            let state = self.state();
+            if let Some(slot) = state.tokens.get(&grant.token) {
+                *slot.granted.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((grant.index, Instant::now()));
+                slot.wake.notify_one();
+            } else if let Some(head) = state
+                .channels
+                .get(channel)
+                .and_then(|c| c.keys.get(grant.key))
+                .and_then(|q| q.front())
+            {
+                // Somebody else holds it now: if they never release, poll when their TTL ends.
+                *head.poll_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Instant::now() + Duration::from_millis(grant.ttl) + jitter());
+                head.wake.notify_one();
+            }
+            return;
+        }
         let state = self.state();
         if let Some(head) = state
             .channels
@@ -191,8 +229,18 @@ impl Waiters {
         self.len() == 0
     }
 
-    fn leave(&self, channel: &str, key: &str, slot: &Slot, won_ttl: Option<Duration>) {
+    fn leave(
+        &self,
+        channel: &str,
+        key: &str,
+        slot: &Slot,
+        grants: bool,
+        won_ttl: Option<Duration>,
+    ) {
         let mut state = self.state();
+        if grants {
+            state.tokens.remove(&slot.token);
+        }
         let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };
@@ -204,6 +252,8 @@ impl Waiters {
         if was_head {
             if let Some(next) = queue.front() {
                 match won_ttl {
+                    // We hold the lock and the next waiter has no seat in its queue: it takes one.
+                    Some(_) if grants => next.try_now.store(true, Ordering::Release),
                     // We hold the lock now: the next waiter waits for our release, or polls when
                     // our lease would run out if we never release (process died).
                     Some(ttl) => {
@@ -247,9 +297,34 @@ pub fn jitter() -> Duration {
     Duration::from_millis(rand::random_range(1..=10))
 }
 
+#[derive(Debug, PartialEq, Eq)]
+struct Grant<'a> {
+    token: u64,
+    index: i64,
+    ttl: u64,
+    key: &'a str,
+}
+
+/// Parses a grant message: `{namespace}\0<token> <index> <ttl> <key>` on `{namespace}-release`.
+fn grant_message<'a>(channel: &str, payload: &'a str) -> Option<Grant<'a>> {
+    let namespace = channel.strip_suffix("-release")?;
+    let rest = payload.strip_prefix(namespace)?.strip_prefix('\0')?;
+    let (token, rest) = rest.split_once(' ')?;
+    let (index, rest) = rest.split_once(' ')?;
+    let (ttl, key) = rest.split_once(' ')?;
+    Some(Grant {
+        token: token.parse().ok()?,
+        index: index.parse().ok()?,
+        ttl: ttl.parse().ok()?,
+        key,
+    })
+}
+
 /// What woke a waiter.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Wake {
+    /// A release granted the lock to this waiter: it holds it under this index since about then.
+    Granted(i64, Instant),
     /// Try to acquire now.
     TryNow,
     /// The previous head took the lock: poll at this instant unless a release comes first.
@@ -266,6 +341,7 @@ pub struct Registration {
     slot: Arc<Slot>,
     subscribed: watch::Receiver<bool>,
     joined_as_head: bool,
+    grants: bool,
     left: bool,
 }
 
@@ -273,6 +349,11 @@ impl Registration {
     /// True if the queue was empty when this waiter joined: it may try at once.
     pub fn joined_as_head(&self) -> bool {
         self.joined_as_head
+    }
+
+    /// This waiter's name in grant messages and in the lock's queue.
+    pub fn token(&self) -> u64 {
+        self.slot.token
     }
 
     pub fn is_head(&self) -> bool {
@@ -289,6 +370,15 @@ impl Registration {
     /// Waits for a wake-up and says what it asks for.
     pub async fn woken(&self) -> Wake {
         self.slot.wake.notified().await;
+        let granted = self
+            .slot
+            .granted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((index, at)) = granted {
+            return Wake::Granted(index, at);
+        }
         if self.slot.try_now.swap(false, Ordering::AcqRel) {
             return Wake::TryNow;
         }
@@ -308,7 +398,7 @@ impl Registration {
     pub fn leave_won(mut self, ttl: Duration) {
         self.left = true;
         self.waiters
-            .leave(&self.channel, &self.key, &self.slot, Some(ttl));
+            .leave(&self.channel, &self.key, &self.slot, self.grants, Some(ttl));
     }
 }
 
@@ -316,7 +406,30 @@ impl Drop for Registration {
     fn drop(&mut self) {
         if !self.left {
             self.waiters
-                .leave(&self.channel, &self.key, &self.slot, None);
+                .leave(&self.channel, &self.key, &self.slot, self.grants, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grant_message;
+
+    #[test]
+    fn grant_messages_parse_and_lock_keys_never_do() {
+        let grant = grant_message("ns-release", "ns\u{0}42 7 5000 ns:a b").unwrap();
+        assert_eq!(
+            (grant.token, grant.index, grant.ttl, grant.key),
+            (42, 7, 5000, "ns:a b")
+        );
+        // A lock key continues the namespace with ':', whatever the id holds.
+        assert_eq!(grant_message("ns-release", "ns:\u{0}42 7 1 ns:x"), None);
+        assert_eq!(grant_message("ns-release", "ns:x\u{0}42 7 1 ns:x"), None);
+        assert_eq!(grant_message("a\u{0}1-release", "a\u{0}1:2 3 4 a"), None);
+        // Another namespace's prefix, a cluster channel, junk.
+        assert_eq!(grant_message("ns-release", "other\u{0}42 7 1 ns:x"), None);
+        assert_eq!(grant_message("{ns:id}:release", "{ns:id}"), None);
+        assert_eq!(grant_message("ns-release", "ns\u{0}x 7 1 ns:x"), None);
+        assert_eq!(grant_message("ns-release", "ns\u{0}42 7"), None);
     }
 }
