@@ -23,14 +23,21 @@ async fn conn(server: &RedisServer) -> MultiplexedConnection {
 }
 
 async fn fields(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, String> {
-    redis::cmd("HGETALL").arg(key).query_async(conn).await.unwrap()
+    redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
 }
 
 /// Waits until `key`'s hash has a seat (a `q<n>` field), or panics after 5 s.
 async fn until_seated(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, String> {
     for _ in 0..500 {
         let hash = fields(conn, key).await;
-        if hash.keys().any(|f| f.starts_with('q') && f != "qt" && f != "qh") {
+        if hash
+            .keys()
+            .any(|f| f.starts_with('q') && f != "qt" && f != "qh")
+        {
             return hash;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -97,9 +104,7 @@ async fn an_aborted_or_timed_out_waiter_gives_its_seat_up() {
 
     let abort = CancellationToken::new();
     let (w, a) = (holder.clone(), abort.clone());
-    let aborted = tokio::spawn(async move {
-        w.wait_acquire_until("k", 5_000, None, &a).await
-    });
+    let aborted = tokio::spawn(async move { w.wait_acquire_until("k", 5_000, None, &a).await });
     until_seated(&mut raw, "a:k").await;
     abort.cancel();
     assert!(matches!(aborted.await.unwrap(), Err(LockError::Aborted)));

@@ -458,7 +458,9 @@ impl Lock {
         seat: Seat,
     ) -> Result<(Acquired, bool)> {
         let Backend::Single(node) = backend else {
-            return Err(LockError::Internal("a seated attempt needs a single server".to_owned()));
+            return Err(LockError::Internal(
+                "a seated attempt needs a single server".to_owned(),
+            ));
         };
         let counter_key = &*self.counter_key(key);
         let attempt = node.acquire_queued(key, counter_key, ttl_ms, token, seat);

@@ -304,7 +304,11 @@ pub async fn release(
     announce: Announce<'_>,
 ) -> Result<Released> {
     let (success, result, current): (i64, String, i64) = match announce {
-        Announce::Publish => RELEASE_SCRIPT.run(conn, &[key], (index, channel, "")).await?,
+        Announce::Publish => {
+            RELEASE_SCRIPT
+                .run(conn, &[key], (index, channel, ""))
+                .await?
+        }
         Announce::Sharded => {
             RELEASE_SCRIPT
                 .run(conn, &[key], (index, channel, "sharded"))
