@@ -110,6 +110,34 @@ describe('interop with redfour@1.0.5', () => {
     assert.equal(rel2.result, 'released');
   });
 
+  it('mixed waiters: our release grants to our seated waiter, then the key is published for redfour\'s', async () => {
+    const ns = uniqueNs('rf-mixed');
+    const rf = theirs(ns);
+    const holder = ours(ns);
+    const waiter = ours(ns);
+    await subscribed(ns);
+    const held = await holder.acquireLock('shared', 20000);
+    const theirsPending = rf.waitAcquireLock('shared', 5000, 0);
+    const oursPending = waiter.waitAcquireLock('shared', 5000, 0);
+    // Our waiter sits in the lock's hash (fields redfour never reads).
+    const deadline = Date.now() + 5000;
+    while (!(await server.command('HGET', `${ns}:shared`, 'q1')) && Date.now() < deadline) await sleep(10);
+    assert.ok(await server.command('HGET', `${ns}:shared`, 'q1'), 'our waiter took a seat');
+    assert.equal((await holder.releaseLock(held)).result, 'released');
+    const mine = await within(oursPending, 5000, 'our seated waiter');
+    assert.equal(mine.success, true);
+    assert.ok(mine.index > held.index);
+    // redfour's waiter saw no key message (the lock stayed held) and is still waiting.
+    const early = await Promise.race([theirsPending.then(() => 'got it'), sleep(300).then(() => 'waiting')]);
+    assert.equal(early, 'waiting');
+    // Nobody of ours is seated now: our release deletes the key and publishes it, as redfour's does.
+    assert.equal((await waiter.releaseLock(mine)).result, 'released');
+    const theirsGot = await within(theirsPending, 5000, 'redfour\'s waiter after the queue emptied');
+    assert.equal(theirsGot.success, true);
+    assert.ok(theirsGot.index > mine.index);
+    assert.equal((await rf.releaseLock(theirsGot)).result, 'released');
+  });
+
   it('counters are shared: indexes keep increasing across both libraries', async () => {
     const ns = uniqueNs('rf3');
     const rf = theirs(ns);
