@@ -397,6 +397,10 @@ impl Lock {
             try_now = false;
 
             let far = Instant::now() + Duration::from_secs(3600);
+            let timer = match (poll_at, deadline) {
+                (Some(poll), Some(end)) => Some(poll.min(end)),
+                (poll, end) => poll.or(end),
+            };
             tokio::select! {
                 wake = place.woken() => match wake {
                     Wake::Granted(index, at) => {
@@ -410,31 +414,34 @@ impl Lock {
                     Wake::PollAt(at) => poll_at = Some(at),
                     Wake::Nothing => {}
                 },
-                _ = tokio::time::sleep_until(poll_at.unwrap_or(far)), if poll_at.is_some() => {
+                // One timer for both the poll and the deadline: a waiter is one of these futures,
+                // 10,000 waiters are 10,000 of them, and a timer is one of their largest parts.
+                _ = tokio::time::sleep_until(timer.unwrap_or(far)), if timer.is_some() => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        // Out of time: one last attempt, whose answer is the answer (a seated
+                        // waiter gives its seat up in the same script, or finds the lock granted
+                        // to it).
+                        let last = if seated {
+                            self.attempt_seated(&backend, &key, ttl_ms, place.token(), Seat::Leave)
+                                .await
+                                .map(|(got, _)| got)
+                        } else {
+                            Box::pin(self.attempt(&backend, &key, ttl_ms)).await
+                        };
+                        return match last {
+                            Ok(got) if got.success => self.won(&backend, place, &key, got, false, abort).await,
+                            Ok(held) => Ok(WaitAcquired {
+                                success: false,
+                                index: held.index,
+                                ttl: held.ttl,
+                                immediate: false,
+                                sent_at: held.sent_at,
+                            }),
+                            Err(err) => Err(err),
+                        };
+                    }
                     poll_at = None;
                     try_now = true;
-                }
-                _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
-                    // Out of time: one last attempt, whose answer is the answer (a seated waiter
-                    // gives its seat up in the same script, or finds the lock granted to it).
-                    let last = if seated {
-                        self.attempt_seated(&backend, &key, ttl_ms, place.token(), Seat::Leave)
-                            .await
-                            .map(|(got, _)| got)
-                    } else {
-                        Box::pin(self.attempt(&backend, &key, ttl_ms)).await
-                    };
-                    return match last {
-                        Ok(got) if got.success => self.won(&backend, place, &key, got, false, abort).await,
-                        Ok(held) => Ok(WaitAcquired {
-                            success: false,
-                            index: held.index,
-                            ttl: held.ttl,
-                            immediate: false,
-                            sent_at: held.sent_at,
-                        }),
-                        Err(err) => Err(err),
-                    };
                 }
                 _ = self.inner.closed.cancelled() => {
                     self.unseat(seated, &backend, &key, ttl_ms, place.token());
