@@ -91,9 +91,10 @@ if current ~= tonumber(ARGV[1]) and ARGV[3] == "grant"
 end
 if current == tonumber(ARGV[1]) then
   if ARGV[3] == "grant" then
-    local tail = tonumber(redis.call("HGET", KEYS[1], "qt"))
-    local seat = tonumber(redis.call("HGET", KEYS[1], "qh")) or 0
-    while tail and seat < tail do
+    -- Nobody ever seated (the common case): one HGET, then the classic release below.
+    local tail = tonumber(redis.call("HGET", KEYS[1], "qt")) or 0
+    local seat = tail > 0 and (tonumber(redis.call("HGET", KEYS[1], "qh")) or 0) or 0
+    while seat < tail do
       seat = seat + 1
       local entry = redis.call("HGET", KEYS[1], "q" .. seat)
       local token, ttl
