@@ -52,11 +52,11 @@ const P = QUICK
       topologies: { rounds: 1, warmup: 200, count: 2000, loops: 64, warmupMs: 200, durationMs: 500, handoffs: 100, settleMs: 15 },
     }
   : {
-      latency: { rounds: 3, warmup: 500, count: 9000 },
+      latency: { rounds: 3, warmup: 500, count: 7500 },
       throughput: { rounds: 3, loops: 64, warmupMs: 500, durationMs: 1000 },
       handoff: { rounds: 2, iterations: 200, settleMs: 15 },
-      contention: { ns: [10, 100, 500, 2000], capMs: 10000 },
-      scale: { waiters: 10000, settleMs: 2500, drainLimitMs: 12000, instances: 1000 },
+      contention: { ns: [10, 100, 500, 2000], capMs: 6000 },
+      scale: { waiters: 10000, settleMs: 1500, drainLimitMs: 12000, instances: 1000 },
       // About 35 s in all (servers and cluster setup included); quick mode about 30 s.
       topologies: { rounds: 2, warmup: 200, count: 2400, loops: 64, warmupMs: 200, durationMs: 600, handoffs: 120, settleMs: 15 },
     };
