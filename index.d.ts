@@ -52,7 +52,10 @@ declare class Lock {
   /**
    * Takes the lock `id`, waiting up to `waitTtl` ms for the current holder to release it or for
    * its lease to expire. Waiters are woken by the holder's release message (pub/sub), not by
-   * polling. Timing out is not an error: the result then has `success: false` (after one last try).
+   * polling; on a single server (not with `minReplications`, quorum or cluster) the release
+   * grants the lock directly to the longest-waiting process's first waiter, which then holds it
+   * without another round trip. Timing out is not an error: the result then has
+   * `success: false` (after one last try).
    *
    * @param lockTtl Lease in milliseconds once acquired, an integer from 1 to {@link Lock.MAX_TTL_MS}.
    * @param waitTtl How long to wait in milliseconds, an integer from 0 to {@link Lock.MAX_TTL_MS};
@@ -81,9 +84,11 @@ declare class Lock {
   ): void;
 
   /**
-   * Releases a lock taken by {@link acquireLock} or {@link waitAcquireLock}. Deletes the key only
-   * if it still carries this lock's `index` (so a holder whose lease expired cannot release
-   * somebody else's lock), then publishes the release so that a waiter takes over.
+   * Releases a lock taken by {@link acquireLock} or {@link waitAcquireLock}. Acts only if the key
+   * still carries this lock's `index` (so a holder whose lease expired cannot release somebody
+   * else's lock): then it hands the lock to the first waiter seated in it, if any (a new index,
+   * that waiter's TTL; single server), or deletes the key and publishes the release, as redfour
+   * does, so that a waiter takes over.
    *
    * @param lock The successful result of an acquire (only `id` and `index` are read).
    */
