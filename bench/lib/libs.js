@@ -281,6 +281,52 @@ async function openFloor(url) {
   };
 }
 
+/**
+ * An experiment for bench/DIAGNOSIS.md, not a library: redfour-native's own acquire and release
+ * scripts (read from src/core/scripts.rs, run with EVALSHA exactly as the core runs them, grant
+ * mode included) sent from the JS thread on a bare socket (raw.js). It shows what the planned
+ * JS-thread I/O could reach: the same Redis work as redfour-native, without the thread hops.
+ * Used by `bench/profile.js "our scripts, JS thread (prototype)"`; not in the tables.
+ */
+async function openScriptsOnJsThread(url) {
+  const fs = require('node:fs');
+  const crypto = require('node:crypto');
+  const { RawConnection } = require('./raw');
+  const text = fs.readFileSync(path.join(ROOT, 'src', 'core', 'scripts.rs'), 'utf8');
+  const source = (name) => {
+    const m = text.match(new RegExp(`pub const ${name}: &str = r#"([\\s\\S]*?)"#;`));
+    if (!m) throw new Error(`no script ${name} in scripts.rs`);
+    return m[1];
+  };
+  const sha = (body) => crypto.createHash('sha1').update(body).digest('hex');
+  const conn = new RawConnection(Number(new URL(url).port));
+  await conn.ready;
+  const acquire = source('ACQUIRE');
+  const release = source('RELEASE');
+  await conn.command('SCRIPT', 'LOAD', acquire);
+  await conn.command('SCRIPT', 'LOAD', release);
+  const acquireSha = sha(acquire);
+  const releaseSha = sha(release);
+  const counter = `${NAMESPACE}index`;
+  let attempt = 0;
+  return {
+    async acquire(id, ttl) {
+      const key = `${NAMESPACE}:${id}`;
+      const [ok, index] = await conn.command('EVALSHA', acquireSha, 2, key, counter, ttl, String(++attempt), '');
+      return ok === 1 ? { key, index } : null;
+    },
+    async release(h) {
+      await conn.command('EVALSHA', releaseSha, 2, h.key, counter, h.index, `${NAMESPACE}-release`, 'grant', `${NAMESPACE}\0`);
+    },
+    async wait() {
+      throw new Error('the JS-thread prototype does not wait');
+    },
+    async close() {
+      conn.close();
+    },
+  };
+}
+
 // --- Scenario 7: topologies ------------------------------------------------------------------
 // `spec` = { urls: [...], cluster: bool }. One url without `cluster` is the single-server mode;
 // several are redfour-native's quorum (Redlock) mode over independent masters, or redlock@4 over
@@ -350,6 +396,7 @@ const OPENERS = {
   redlock: openRedlock,
   'redis-semaphore': openSemaphore,
   floor: openFloor,
+  'our scripts, JS thread (prototype)': openScriptsOnJsThread,
 };
 
 async function open(name, url, options) {
