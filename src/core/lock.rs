@@ -437,7 +437,10 @@ impl Lock {
                                 immediate: false,
                                 sent_at: held.sent_at,
                             }),
-                            Err(err) => Err(err),
+                            Err(err) => {
+                                self.unseat(seated, &backend, &key, ttl_ms, place.token());
+                                Err(err)
+                            }
                         };
                     }
                     poll_at = None;
