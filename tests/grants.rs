@@ -4,10 +4,12 @@
 mod common;
 
 use common::RedisServer;
-use redfour_native::core::{Lock, LockError, ReleaseResult, Timeouts};
+use redfour_native::core::{Lock, LockError, ReleaseResult, Result, Timeouts, WaitAcquired};
 use redis::aio::MultiplexedConnection;
+use redis::FromRedisValue;
 use std::collections::HashMap;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 fn lock(server: &RedisServer, namespace: &str) -> Lock {
@@ -22,27 +24,48 @@ async fn conn(server: &RedisServer) -> MultiplexedConnection {
         .unwrap()
 }
 
-async fn fields(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, String> {
-    redis::cmd("HGETALL")
-        .arg(key)
+/// One command on the test's own connection, e.g. `query(conn, &["PTTL", "g:k"])`.
+async fn query<T: FromRedisValue>(conn: &mut MultiplexedConnection, args: &[&str]) -> T {
+    redis::cmd(args[0])
+        .arg(&args[1..])
         .query_async(conn)
         .await
         .unwrap()
 }
 
-/// Waits until `key`'s hash has a seat (a `q<n>` field), or panics after 5 s.
-async fn until_seated(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, String> {
+async fn fields(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, String> {
+    query(conn, &["HGETALL", key]).await
+}
+
+/// Waits until `key`'s hash satisfies `done`, or panics after 5 s.
+async fn until_fields(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    done: impl Fn(&HashMap<String, String>) -> bool,
+) -> HashMap<String, String> {
     for _ in 0..500 {
         let hash = fields(conn, key).await;
-        if hash
-            .keys()
-            .any(|f| f.starts_with('q') && f != "qt" && f != "qh")
-        {
+        if done(&hash) {
             return hash;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("no waiter took a seat in {key}");
+    panic!("{key} never got there: {:?}", fields(conn, key).await);
+}
+
+/// Waits until `key`'s hash has a seat (a `q<n>` field).
+async fn until_seated(conn: &mut MultiplexedConnection, key: &str) -> HashMap<String, String> {
+    until_fields(conn, key, |hash| {
+        hash.keys()
+            .any(|f| f.starts_with('q') && f != "qt" && f != "qh")
+    })
+    .await
+}
+
+/// A wait for lock "k" in the background.
+fn wait_for_k(lock: &Lock, ttl_ms: u64, wait: Duration) -> JoinHandle<Result<WaitAcquired>> {
+    let lock = lock.clone();
+    tokio::spawn(async move { lock.wait_acquire("k", ttl_ms, Some(wait)).await })
 }
 
 #[tokio::test]
@@ -54,11 +77,7 @@ async fn a_release_hands_the_lock_to_the_seated_waiter_with_no_attempt_after_it(
     let warm = holder.acquire("warm", 1_000).await.unwrap();
     holder.release("warm", warm.index).await.unwrap();
     let held = holder.acquire("k", 60_000).await.unwrap();
-    let w = holder.clone();
-    let wait = tokio::spawn(async move {
-        w.wait_acquire("k", 5_000, Some(Duration::from_secs(30)))
-            .await
-    });
+    let wait = wait_for_k(&holder, 5_000, Duration::from_secs(30));
     let hash = until_seated(&mut raw, "g:k").await;
     assert_eq!(hash.get("qt").map(String::as_str), Some("1"));
     assert_eq!(hash.get("index"), Some(&held.index.to_string()));
@@ -78,20 +97,12 @@ async fn a_release_hands_the_lock_to_the_seated_waiter_with_no_attempt_after_it(
     assert_eq!(hash.get("index"), Some(&got.index.to_string()));
     assert_eq!(hash.get("attempt"), Some(&token));
     assert!(!hash.contains_key("q1") && !hash.contains_key(&format!("w{token}")));
-    let pttl: i64 = redis::cmd("PTTL")
-        .arg("g:k")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let pttl: i64 = query(&mut raw, &["PTTL", "g:k"]).await;
     assert!(pttl > 4_000 && pttl <= 5_000, "the grant's TTL: {pttl}");
 
     // The last release finds nobody seated: the key goes, as in redfour.
     holder.release("k", got.index).await.unwrap();
-    let exists: i64 = redis::cmd("EXISTS")
-        .arg("g:k")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let exists: i64 = query(&mut raw, &["EXISTS", "g:k"]).await;
     assert_eq!(exists, 0);
 }
 
@@ -129,11 +140,7 @@ async fn an_aborted_or_timed_out_waiter_gives_its_seat_up() {
         "seats left: {hash:?}"
     );
     holder.release("k", held.index).await.unwrap();
-    let exists: i64 = redis::cmd("EXISTS")
-        .arg("a:k")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let exists: i64 = query(&mut raw, &["EXISTS", "a:k"]).await;
     assert_eq!(exists, 0);
 }
 
@@ -144,22 +151,13 @@ async fn a_seat_left_by_a_dead_waiter_costs_one_ttl_then_the_next_waiter_gets_th
     let mut raw = conn(&server).await;
     let held = holder.acquire("k", 60_000).await.unwrap();
     // A process that died while seated: its seat asks for 300 ms.
-    let _: () = redis::cmd("HSET")
-        .arg(&["d:k", "qt", "1", "q1", "123 300", "w123", "1"])
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    let w = holder.clone();
-    let wait = tokio::spawn(async move {
-        w.wait_acquire("k", 1_000, Some(Duration::from_secs(10)))
-            .await
-    });
-    for _ in 0..500 {
-        if fields(&mut raw, "d:k").await.contains_key("q2") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let _: () = query(
+        &mut raw,
+        &["HSET", "d:k", "qt", "1", "q1", "123 300", "w123", "1"],
+    )
+    .await;
+    let wait = wait_for_k(&holder, 1_000, Duration::from_secs(10));
+    until_fields(&mut raw, "d:k", |hash| hash.contains_key("q2")).await;
     holder.release("k", held.index).await.unwrap();
     // The dead seat got the lock (nobody will release it), and the live waiter after it gets
     // it when that grant expires: its TTL poll, or the dead grant never announces anything.
@@ -179,11 +177,7 @@ async fn a_release_sent_again_after_its_grant_still_reads_released() {
     let holder = lock(&server, "r");
     let mut raw = conn(&server).await;
     let held = holder.acquire("k", 60_000).await.unwrap();
-    let w = holder.clone();
-    let wait = tokio::spawn(async move {
-        w.wait_acquire("k", 5_000, Some(Duration::from_secs(30)))
-            .await
-    });
+    let wait = wait_for_k(&holder, 5_000, Duration::from_secs(30));
     until_seated(&mut raw, "r:k").await;
     let first = holder.release("k", held.index).await.unwrap();
     let got = wait.await.unwrap().unwrap();
@@ -207,25 +201,12 @@ async fn a_redfour_style_release_deletes_the_queue_and_the_waiters_still_get_the
     let held = holder.acquire("k", 60_000).await.unwrap();
     let mut waits = Vec::new();
     for _ in 0..3 {
-        let w = holder.clone();
-        waits.push(tokio::spawn(async move {
-            w.wait_acquire("k", 5_000, Some(Duration::from_secs(30)))
-                .await
-        }));
+        waits.push(wait_for_k(&holder, 5_000, Duration::from_secs(30)));
     }
     until_seated(&mut raw, "o:k").await;
     // redfour 1.x's release: DEL, then PUBLISH the key.
-    let _: () = redis::cmd("DEL")
-        .arg("o:k")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("PUBLISH")
-        .arg("o-release")
-        .arg("o:k")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let _: () = query(&mut raw, &["DEL", "o:k"]).await;
+    let _: () = query(&mut raw, &["PUBLISH", "o-release", "o:k"]).await;
     let mut last = held.index;
     for _ in 0..3 {
         let got = tokio::time::timeout(Duration::from_secs(5), async {

@@ -116,9 +116,11 @@ impl Cluster {
             counter_key,
             ttl_ms,
             &scripts::attempt_name(),
+            None,
             false,
         )
         .await
+        .map(|(got, _)| got)
     }
 
     pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {

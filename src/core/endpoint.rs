@@ -313,21 +313,24 @@ impl Endpoint {
                     })
             })
             .await?;
-        let pipeline = |name: &str, body: &str| {
+        let name = scripts::attempt_name();
+        let pipeline = |command: &str, body: &str| {
             let mut pipe = redis::pipe();
-            pipe.cmd(name)
+            pipe.cmd(command)
                 .arg(body)
                 .arg(2)
                 .arg(key)
                 .arg(counter_key)
                 .arg(ttl_ms)
+                .arg(&name)
+                .arg("")
                 .cmd("WAIT")
                 .arg(replication.replicas)
                 .arg(wait_ms);
             pipe
         };
         let sent_at = Instant::now();
-        let answer: redis::RedisResult<((i64, i64, i64), i64)> =
+        let answer: redis::RedisResult<((i64, i64, i64, i64), i64)> =
             match pipeline("EVALSHA", ACQUIRE_SCRIPT.hash())
                 .query_async(&mut conn)
                 .await
@@ -341,7 +344,7 @@ impl Endpoint {
                 }
                 other => other,
             };
-        let ((success, index, ttl), acknowledged) = answer.map_err(|err| {
+        let ((success, index, ttl, _), acknowledged) = answer.map_err(|err| {
             let err = LockError::from(err);
             match err {
                 LockError::Redis {
@@ -490,18 +493,15 @@ impl Endpoint {
 
     /// One acquire attempt on this server: redfour's script, keys `key` and `counter_key`.
     pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
-        // One name for both tries: a retry after a lost reply recognises its own grant.
-        let attempt = &scripts::attempt_name();
-        self.with_connection(|mut conn, retry| async move {
-            scripts::acquire(&mut conn, key, counter_key, ttl_ms, attempt, retry).await
-        })
-        .await
+        let name = scripts::attempt_name();
+        let (got, _) = self.attempt(key, counter_key, ttl_ms, &name, None).await?;
+        Ok(got)
     }
 
-    /// One attempt of a waiting head (see `scripts::ACQUIRE_QUEUED`): takes the lock, finds it
-    /// granted to `token`, or (`seat`) takes or gives up a seat in its queue. Safe to repeat: the
-    /// token names the waiter, so a retry finds its own grant or seat.
-    pub async fn acquire_queued(
+    /// One attempt of a waiting head named `token` (see `scripts::ACQUIRE`): takes the lock,
+    /// finds it granted to `token`, or takes (`Join`) or gives up (`Leave`) a seat in its queue.
+    /// Returns the attempt and whether the waiter now holds a seat.
+    pub async fn acquire_seated(
         &self,
         key: &str,
         counter_key: &str,
@@ -509,10 +509,25 @@ impl Endpoint {
         token: u64,
         seat: Seat,
     ) -> Result<(Acquired, bool)> {
-        self.with_connection(|mut conn, _| async move {
-            scripts::acquire_queued(&mut conn, key, counter_key, ttl_ms, token, seat).await
+        let name = token.to_string();
+        self.attempt(key, counter_key, ttl_ms, &name, Some(seat))
+            .await
+    }
+
+    /// Both kinds of attempt. A plain function returning the connection's future, so it adds no
+    /// state of its own to every caller's future.
+    fn attempt<'a>(
+        &'a self,
+        key: &'a str,
+        counter_key: &'a str,
+        ttl_ms: u64,
+        name: &'a str,
+        seat: Option<Seat>,
+    ) -> impl std::future::Future<Output = Result<(Acquired, bool)>> + 'a {
+        // One name for both tries: a retry after a lost reply recognises its own grant or seat.
+        self.with_connection(move |mut conn, retry| async move {
+            scripts::acquire(&mut conn, key, counter_key, ttl_ms, name, seat, retry).await
         })
-        .await
     }
 
     /// Releases `key` if held under `index`, announcing it on `channel` as `announce` says.

@@ -334,9 +334,12 @@ impl Lock {
         // Grant on release (scripts.rs): the head takes a seat in the lock's queue and a release
         // hands it the lock. Single-server mode only; with minReplications a grant would also
         // need its WAIT, so those waits stay with the release message.
-        let grants = matches!(backend, Backend::Single(_)) && self.inner.replication.is_none();
+        let seats = match (&backend, self.inner.replication) {
+            (Backend::Single(node), None) => Some(node),
+            _ => None,
+        };
 
-        let mut place = waiters.join(&self.channel(&key), &key, grants);
+        let mut place = waiters.join(&self.channel(&key), &key, seats.is_some());
         // Subscribed before the first attempt: a release between a failed attempt and the wait
         // is then always heard (redfour subscribed after failing, and could sleep a whole TTL).
         let limit = started + backend.timeouts().connect;
@@ -347,28 +350,31 @@ impl Lock {
             _ = abort.cancelled() => return Err(LockError::Aborted),
         }
 
+        let token = place.token();
         let mut try_now = place.joined_as_head();
         let mut immediate = true;
         let mut poll_at: Option<Instant> = None;
         let mut retry = MIN_RETRY;
         let mut failing_since: Option<Instant> = None;
-        // True while this waiter may hold a seat in the lock's queue in Redis.
+        // True while this waiter may hold a seat in the lock's queue in Redis (a grant or a
+        // last attempt uses it up).
         let mut seated = false;
-        loop {
+        let waited = 'wait: loop {
             if try_now && place.is_head() {
-                let attempt = if grants {
-                    self.attempt_seated(&backend, &key, ttl_ms, place.token(), Seat::Join)
-                        .await
-                        .map(|(got, queued)| {
+                let attempt = match seats {
+                    Some(node) => {
+                        let attempt = self.attempt_seated(node, &key, ttl_ms, token, Seat::Join);
+                        attempt.await.map(|(got, queued)| {
                             seated |= queued;
                             got
                         })
-                } else {
-                    Box::pin(self.attempt(&backend, &key, ttl_ms)).await
+                    }
+                    None => Box::pin(self.attempt(&backend, &key, ttl_ms)).await,
                 };
                 match attempt {
                     Ok(got) if got.success => {
-                        return self.won(&backend, place, &key, got, immediate, abort).await;
+                        seated = false;
+                        break 'wait self.won(&backend, place, &key, got, immediate, abort).await;
                     }
                     Ok(held) => {
                         failing_since = None;
@@ -377,20 +383,16 @@ impl Lock {
                     }
                     // A wait issued while Redis is down fails like any other call; one that
                     // was already waiting rides out the outage (below).
-                    Err(err) if immediate => return Err(err),
+                    Err(err) if immediate => break 'wait Err(err),
                     Err(err) if err.is_transient() => {
                         let since = *failing_since.get_or_insert_with(Instant::now);
                         if deadline.is_none() && since.elapsed() > UNBOUNDED_WAIT_OUTAGE_LIMIT {
-                            self.unseat(seated, &backend, &key, ttl_ms, place.token());
-                            return Err(err);
+                            break 'wait Err(err);
                         }
                         poll_at = Some(Instant::now() + retry);
                         retry = (retry * 2).min(MAX_RETRY);
                     }
-                    Err(err) => {
-                        self.unseat(seated, &backend, &key, ttl_ms, place.token());
-                        return Err(err);
-                    }
+                    Err(err) => break 'wait Err(err),
                 }
             }
             immediate = false;
@@ -408,7 +410,8 @@ impl Lock {
                         // `at`; the caller's lease is reckoned from `at` (the few hundred
                         // microseconds of the message's trip are well inside any renewal margin).
                         let got = Acquired { success: true, index, ttl: ttl_ms as i64, sent_at: at };
-                        return self.won(&backend, place, &key, got, false, abort).await;
+                        seated = false;
+                        break 'wait self.won(&backend, place, &key, got, false, abort).await;
                     }
                     Wake::TryNow => try_now = true,
                     Wake::PollAt(at) => poll_at = Some(at),
@@ -421,14 +424,17 @@ impl Lock {
                         // Out of time: one last attempt, whose answer is the answer (a seated
                         // waiter gives its seat up in the same script, or finds the lock granted
                         // to it).
-                        let last = if seated {
-                            self.attempt_seated(&backend, &key, ttl_ms, place.token(), Seat::Leave)
-                                .await
-                                .map(|(got, _)| got)
-                        } else {
-                            Box::pin(self.attempt(&backend, &key, ttl_ms)).await
+                        let last = match seats {
+                            Some(node) if seated => {
+                                let attempt = self.attempt_seated(node, &key, ttl_ms, token, Seat::Leave);
+                                attempt.await.map(|(got, _)| got)
+                            }
+                            _ => Box::pin(self.attempt(&backend, &key, ttl_ms)).await,
                         };
-                        return match last {
+                        if last.is_ok() {
+                            seated = false;
+                        }
+                        break 'wait match last {
                             Ok(got) if got.success => self.won(&backend, place, &key, got, false, abort).await,
                             Ok(held) => Ok(WaitAcquired {
                                 success: false,
@@ -437,63 +443,47 @@ impl Lock {
                                 immediate: false,
                                 sent_at: held.sent_at,
                             }),
-                            Err(err) => {
-                                self.unseat(seated, &backend, &key, ttl_ms, place.token());
-                                Err(err)
-                            }
+                            Err(err) => Err(err),
                         };
                     }
                     poll_at = None;
                     try_now = true;
                 }
-                _ = self.inner.closed.cancelled() => {
-                    self.unseat(seated, &backend, &key, ttl_ms, place.token());
-                    return Err(LockError::Closed);
-                }
-                _ = abort.cancelled() => {
-                    self.unseat(seated, &backend, &key, ttl_ms, place.token());
-                    return Err(LockError::Aborted);
-                }
+                _ = self.inner.closed.cancelled() => break 'wait Err(LockError::Closed),
+                _ = abort.cancelled() => break 'wait Err(LockError::Aborted),
             }
+        };
+        if let (Some(node), true, Err(_)) = (seats, seated, &waited) {
+            // The wait failed (closed, aborted, Redis) while seated: give the seat up in the
+            // background, and release the lock if a grant to us raced the end, so neither
+            // blocks the next waiter.
+            let (lock, node, key) = (self.clone(), Arc::clone(node), key);
+            tokio::spawn(async move {
+                let left = lock.attempt_seated(&node, &key, ttl_ms, token, Seat::Leave);
+                if let Ok((got, _)) = left.await {
+                    if got.success {
+                        let _ = lock
+                            .release_key(&Backend::Single(node), &key, got.index)
+                            .await;
+                    }
+                }
+            });
         }
+        waited
     }
 
-    /// One attempt of a waiting head in grant mode (single server, see `scripts::ACQUIRE_QUEUED`).
+    /// One attempt of a waiting head in grant mode (single server, see `scripts::ACQUIRE`).
     async fn attempt_seated(
         &self,
-        backend: &Backend,
+        node: &Endpoint,
         key: &str,
         ttl_ms: u64,
         token: u64,
         seat: Seat,
     ) -> Result<(Acquired, bool)> {
-        let Backend::Single(node) = backend else {
-            return Err(LockError::Internal(
-                "a seated attempt needs a single server".to_owned(),
-            ));
-        };
         let counter_key = &*self.counter_key(key);
-        let attempt = node.acquire_queued(key, counter_key, ttl_ms, token, seat);
+        let attempt = node.acquire_seated(key, counter_key, ttl_ms, token, seat);
         node.checked(Box::pin(attempt).await).await
-    }
-
-    /// A wait that ends (aborted, closed) while seated gives its seat up in the background, and
-    /// releases the lock if a grant to it raced the end, so neither blocks the next waiter.
-    fn unseat(&self, seated: bool, backend: &Backend, key: &str, ttl_ms: u64, token: u64) {
-        if !seated {
-            return;
-        }
-        let (lock, backend, key) = (self.clone(), backend.clone(), key.to_owned());
-        tokio::spawn(async move {
-            let left = lock
-                .attempt_seated(&backend, &key, ttl_ms, token, Seat::Leave)
-                .await;
-            if let Ok((got, _)) = left {
-                if got.success {
-                    let _ = lock.release_key(&backend, &key, got.index).await;
-                }
-            }
-        });
     }
 
     /// Hands a won lock to the caller, unless the lock was closed or the wait aborted meanwhile:

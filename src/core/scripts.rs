@@ -7,7 +7,7 @@
 //! - counter: STRING `{namespace}index`, INCR on every grant (a fencing token);
 //! - release: PUBLISH on `{namespace}-release` with the lock key as the payload.
 //!
-//! Grant on release (single-server mode, see `ACQUIRE_QUEUED` and `RELEASE`): a waiting process
+//! Grant on release (single-server mode, see `ACQUIRE` and `RELEASE`): a waiting process
 //! queues its waiter inside the held lock's own hash (fields redfour never reads), and a release
 //! hands the lock straight to the first queued waiter instead of deleting it: the waiter holds
 //! the lock when the grant message arrives, with no acquire round trip and no herd. The queue
@@ -30,11 +30,18 @@ use redis::{Cmd, FromRedisValue, ServerErrorKind, ToRedisArgs};
 use std::sync::OnceLock;
 use tokio::time::Instant;
 
-/// Returns `{1, index, ttl}` on a grant and `{0, -1, pttl of the holder}` otherwise (PTTL alone
-/// tells both: -2 is "no such key"). ARGV[2], optional, names the attempt: it is stored in the
-/// lock's hash (field `attempt`, which redfour ignores), so an attempt sent again after its reply
-/// was lost recognises its own grant (`{1, index, remaining pttl}`) instead of calling it held. The TTL is checked before any write, so a bad TTL can never
-/// leave a key without expiry (redfour's INCR + HMSET ran before its PEXPIRE failed).
+/// One acquire attempt: KEYS[1] the lock, KEYS[2] the counter; ARGV[1] the TTL, ARGV[2] the
+/// attempt's name (stored in the lock's hash as `attempt`, which redfour ignores), ARGV[3] the
+/// mode. Returns `{1, index, ttl, 0}` when the lock was free and is now taken, and
+/// `{0, -1, pttl of the holder, seated}` when it is held (PTTL alone tells both: -2 is "no such
+/// key"). The TTL is checked before any write, so a bad TTL can never leave a key without expiry
+/// (redfour's INCR + HMSET ran before its PEXPIRE failed). Modes, which only matter when the lock
+/// is held:
+/// - "" (a fresh attempt): nothing more;
+/// - "retry" (sent again after its reply was lost), "join", "leave" (a waiting head, named by its
+///   token): a lock held under this very name is ours, `{1, index, remaining pttl, 0}`;
+/// - "join": otherwise take a seat in the holder's queue unless already seated (seated = 1);
+/// - "leave": otherwise give the seat up.
 pub const ACQUIRE: &str = r#"
 local ttl = tonumber(ARGV[1])
 if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
@@ -42,12 +49,33 @@ if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
 end
 local pttl = redis.call("PTTL", KEYS[1])
 if pttl ~= -2 then
-  -- Held. By this very attempt, if it is a retry (ARGV[3]) whose first reply was lost: say so.
-  if ARGV[3] == "retry" and redis.call("TYPE", KEYS[1]).ok == "hash"
-      and redis.call("HGET", KEYS[1], "attempt") == ARGV[2] then
-    return {1, tonumber(redis.call("HGET", KEYS[1], "index")), pttl}
+  local mode = ARGV[3]
+  if mode == "" then
+    return {0, -1, pttl, 0}
   end
-  return {0, -1, pttl}
+  local holder = redis.pcall("HGET", KEYS[1], "attempt")
+  if type(holder) == "table" then
+    -- Not a hash: not a lock of ours or redfour's; it is held, and nobody queues in it.
+    return {0, -1, pttl, 0}
+  end
+  if holder == ARGV[2] then
+    return {1, tonumber(redis.call("HGET", KEYS[1], "index")), pttl, 0}
+  end
+  if mode == "retry" then
+    return {0, -1, pttl, 0}
+  end
+  local seat = redis.call("HGET", KEYS[1], "w" .. ARGV[2])
+  if mode == "join" then
+    if not seat then
+      seat = (tonumber(redis.call("HGET", KEYS[1], "qt")) or 0) + 1
+      redis.call("HSET", KEYS[1], "qt", seat, "q" .. seat, ARGV[2] .. " " .. ttl, "w" .. ARGV[2], seat)
+    end
+    return {0, -1, pttl, 1}
+  end
+  if seat then
+    redis.pcall("HDEL", KEYS[1], "q" .. seat, "w" .. ARGV[2])
+  end
+  return {0, -1, pttl, 0}
 end
 -- Redis 7 can say up front whether the writes below are allowed: an ACL missing PEXPIRE must not
 -- leave a lock key without expiry behind a failed script.
@@ -57,13 +85,9 @@ if redis.acl_check_cmd and not (redis.acl_check_cmd("INCR", KEYS[2])
   return redis.error_reply("NOPERM redfour-native: this user may not INCR, HSET and PEXPIRE the lock's keys")
 end
 local index = redis.call("INCR", KEYS[2])
-if ARGV[2] then
-  redis.call("HSET", KEYS[1], "index", index, "attempt", ARGV[2])
-else
-  redis.call("HSET", KEYS[1], "index", index)
-end
+redis.call("HSET", KEYS[1], "index", index, "attempt", ARGV[2])
 redis.call("PEXPIRE", KEYS[1], ttl)
-return {1, index, ttl}
+return {1, index, ttl, 0}
 "#;
 
 /// Returns `{1, "released", index}`, `{0, "conflict", holder index or -1}`, or
@@ -123,50 +147,6 @@ if current == tonumber(ARGV[1]) then
   return {1, "released", current}
 end
 return {0, "conflict", current}
-"#;
-
-/// The waiting form of `ACQUIRE` (single-server mode): KEYS[1] the lock, KEYS[2] the counter;
-/// ARGV[1] the TTL, ARGV[2] the waiter's token (digits), ARGV[3] "join" or "leave".
-/// Returns `{1, index, ttl, 0}` when the lock is free (taken, as `ACQUIRE`) or already granted to
-/// this token, else `{0, -1, pttl, queued}`: with "join" the waiter takes a seat in the holder's
-/// hash unless it has one (queued = 1 when it holds a seat); with "leave" it gives its seat up.
-pub const ACQUIRE_QUEUED: &str = r#"
-local ttl = tonumber(ARGV[1])
-if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
-  return redis.error_reply("ERR redfour-native: invalid ttl")
-end
-local pttl = redis.call("PTTL", KEYS[1])
-if pttl ~= -2 then
-  local holder = redis.pcall("HGET", KEYS[1], "attempt")
-  if type(holder) == "table" then
-    -- Not a hash: not a lock of ours or redfour's; it is held, and nobody queues in it.
-    return {0, -1, pttl, 0}
-  end
-  if holder == ARGV[2] then
-    return {1, tonumber(redis.call("HGET", KEYS[1], "index")), pttl, 0}
-  end
-  local seat = redis.call("HGET", KEYS[1], "w" .. ARGV[2])
-  if ARGV[3] == "join" then
-    if not seat then
-      seat = (tonumber(redis.call("HGET", KEYS[1], "qt")) or 0) + 1
-      redis.call("HSET", KEYS[1], "qt", seat, "q" .. seat, ARGV[2] .. " " .. ttl, "w" .. ARGV[2], seat)
-    end
-    return {0, -1, pttl, 1}
-  end
-  if seat then
-    redis.pcall("HDEL", KEYS[1], "q" .. seat, "w" .. ARGV[2])
-  end
-  return {0, -1, pttl, 0}
-end
-if redis.acl_check_cmd and not (redis.acl_check_cmd("INCR", KEYS[2])
-    and redis.acl_check_cmd("HSET", KEYS[1], "index", "1")
-    and redis.acl_check_cmd("PEXPIRE", KEYS[1], "1")) then
-  return redis.error_reply("NOPERM redfour-native: this user may not INCR, HSET and PEXPIRE the lock's keys")
-end
-local index = redis.call("INCR", KEYS[2])
-redis.call("HSET", KEYS[1], "index", index, "attempt", ARGV[2])
-redis.call("PEXPIRE", KEYS[1], ttl)
-return {1, index, ttl, 0}
 "#;
 
 /// Renews (sets the TTL of) a lock still held under the given index. Returns
@@ -252,33 +232,49 @@ impl StaticScript {
 }
 
 pub static ACQUIRE_SCRIPT: StaticScript = StaticScript::new(ACQUIRE);
-pub static ACQUIRE_QUEUED_SCRIPT: StaticScript = StaticScript::new(ACQUIRE_QUEUED);
 pub static RELEASE_SCRIPT: StaticScript = StaticScript::new(RELEASE);
 pub static RENEW_SCRIPT: StaticScript = StaticScript::new(RENEW);
 pub static COMMIT_SCRIPT: StaticScript = StaticScript::new(COMMIT);
 
-/// One acquire attempt on `conn`: keys `key` and `counter_key`.
-/// `attempt` names this attempt (see `ACQUIRE`); `retry` says it was sent before and its reply
-/// lost, so a grant under the same name is ours.
+/// What a waiting head asks of an attempt besides the lock itself (see `ACQUIRE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seat {
+    /// Take a seat in the holder's queue if the lock is held.
+    Join,
+    /// Give the seat up (the wait is over) if the lock is held.
+    Leave,
+}
+
+/// One acquire attempt on `conn`: keys `key` and `counter_key`, named `name` (see `ACQUIRE`).
+/// `seat`: a waiting head's seat request, `name` being its token; without one, `retry` says the
+/// attempt was sent before and its reply lost, so a grant under the same name is ours. Returns
+/// the attempt and whether the waiter now holds a seat in the lock's queue.
 pub async fn acquire(
     conn: &mut impl ConnectionLike,
     key: &str,
     counter_key: &str,
     ttl_ms: u64,
-    attempt: &str,
+    name: &str,
+    seat: Option<Seat>,
     retry: bool,
-) -> Result<Acquired> {
+) -> Result<(Acquired, bool)> {
     let sent_at = Instant::now();
-    let retry = if retry { "retry" } else { "" };
-    let (success, index, ttl): (i64, i64, i64) = ACQUIRE_SCRIPT
-        .run(conn, &[key, counter_key], (ttl_ms, attempt, retry))
+    let mode = match seat {
+        Some(Seat::Join) => "join",
+        Some(Seat::Leave) => "leave",
+        None if retry => "retry",
+        None => "",
+    };
+    let (success, index, ttl, seated): (i64, i64, i64, i64) = ACQUIRE_SCRIPT
+        .run(conn, &[key, counter_key], (ttl_ms, name, mode))
         .await?;
-    Ok(Acquired {
+    let got = Acquired {
         success: success == 1,
         index,
         ttl,
         sent_at,
-    })
+    };
+    Ok((got, seated == 1))
 }
 
 /// How a release announces itself.
@@ -304,26 +300,21 @@ pub async fn release(
     channel: &str,
     announce: Announce<'_>,
 ) -> Result<Released> {
-    let (success, result, current): (i64, String, i64) = match announce {
-        Announce::Publish => {
-            RELEASE_SCRIPT
-                .run(conn, &[key], (index, channel, ""))
-                .await?
-        }
-        Announce::Sharded => {
-            RELEASE_SCRIPT
-                .run(conn, &[key], (index, channel, "sharded"))
-                .await?
-        }
+    let (mode, counter_key, prefix) = match announce {
+        Announce::Publish => ("", None, ""),
+        Announce::Sharded => ("sharded", None, ""),
         Announce::Grant {
             counter_key,
             prefix,
-        } => {
-            RELEASE_SCRIPT
-                .run(conn, &[key, counter_key], (index, channel, "grant", prefix))
-                .await?
-        }
+        } => ("grant", Some(counter_key), prefix),
     };
+    let keys: &[&str] = match counter_key {
+        Some(counter_key) => &[key, counter_key],
+        None => &[key],
+    };
+    let (success, result, current): (i64, String, i64) = RELEASE_SCRIPT
+        .run(conn, keys, (index, channel, mode, prefix))
+        .await?;
     let result = match result.as_str() {
         "released" => ReleaseResult::Released,
         "expired" => ReleaseResult::Expired,
@@ -334,42 +325,6 @@ pub async fn release(
         result,
         index: current,
     })
-}
-
-/// What a waiting head asks of `ACQUIRE_QUEUED` besides the lock itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seat {
-    /// Take a seat in the holder's queue if the lock is held.
-    Join,
-    /// Give the seat up (the wait is over) if the lock is held.
-    Leave,
-}
-
-/// One attempt of a waiting head (see `ACQUIRE_QUEUED`). Returns the attempt and whether the
-/// waiter now holds a seat in the lock's queue.
-pub async fn acquire_queued(
-    conn: &mut impl ConnectionLike,
-    key: &str,
-    counter_key: &str,
-    ttl_ms: u64,
-    token: u64,
-    seat: Seat,
-) -> Result<(Acquired, bool)> {
-    let sent_at = Instant::now();
-    let seat = match seat {
-        Seat::Join => "join",
-        Seat::Leave => "leave",
-    };
-    let (success, index, ttl, queued): (i64, i64, i64, i64) = ACQUIRE_QUEUED_SCRIPT
-        .run(conn, &[key, counter_key], (ttl_ms, token, seat))
-        .await?;
-    let got = Acquired {
-        success: success == 1,
-        index,
-        ttl,
-        sent_at,
-    };
-    Ok((got, queued == 1))
 }
 
 /// Sets the TTL of `key` if it is still held under `index`.

@@ -41,6 +41,13 @@ struct State {
     tokens: HashMap<u64, Arc<Slot>>,
 }
 
+impl State {
+    /// The first waiter for `key` among those woken by `channel`.
+    fn head(&self, channel: &str, key: &str) -> Option<&Arc<Slot>> {
+        self.channels.get(channel)?.keys.get(key)?.front()
+    }
+}
+
 struct Channel {
     keys: HashMap<String, VecDeque<Arc<Slot>>>,
     /// True while the subscriber connection has confirmed SUBSCRIBE for this channel.
@@ -72,10 +79,7 @@ impl Waiters {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock would be a bug in this module; the state stays usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        unpoisoned(&self.state)
     }
 
     /// Starts the subscriber tasks with `make` unless they are already running.
@@ -83,14 +87,14 @@ impl Waiters {
         &self,
         make: impl FnOnce() -> Vec<mpsc::UnboundedSender<SubscriberCommand>>,
     ) {
-        let mut running = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = unpoisoned(&self.subscribers);
         if running.is_empty() || running.iter().all(|tx| tx.is_closed()) {
             *running = make();
         }
     }
 
     fn send(&self, command: impl Fn() -> SubscriberCommand) {
-        let running = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let running = unpoisoned(&self.subscribers);
         for tx in running.iter() {
             // A closed channel means the endpoint is shutting down: nobody is left to wake.
             let _ = tx.send(command());
@@ -140,7 +144,6 @@ impl Waiters {
             slot,
             subscribed,
             joined_as_head: head,
-            grants,
             left: false,
         }
     }
@@ -152,29 +155,17 @@ impl Waiters {
         if let Some(grant) = grant_message(channel, key) {
             let state = self.state();
             if let Some(slot) = state.tokens.get(&grant.token) {
-                *slot.granted.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((grant.index, Instant::now()));
+                *unpoisoned(&slot.granted) = Some((grant.index, Instant::now()));
                 slot.wake.notify_one();
-            } else if let Some(head) = state
-                .channels
-                .get(channel)
-                .and_then(|c| c.keys.get(grant.key))
-                .and_then(|q| q.front())
-            {
+            } else if let Some(head) = state.head(channel, grant.key) {
                 // Somebody else holds it now: if they never release, poll when their TTL ends.
-                *head.poll_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                *unpoisoned(&head.poll_at) =
                     Some(Instant::now() + Duration::from_millis(grant.ttl) + jitter());
                 head.wake.notify_one();
             }
             return;
         }
-        let state = self.state();
-        if let Some(head) = state
-            .channels
-            .get(channel)
-            .and_then(|c| c.keys.get(key))
-            .and_then(|q| q.front())
-        {
+        if let Some(head) = self.state().head(channel, key) {
             head.try_now.store(true, Ordering::Release);
             head.wake.notify_one();
         }
@@ -229,18 +220,10 @@ impl Waiters {
         self.len() == 0
     }
 
-    fn leave(
-        &self,
-        channel: &str,
-        key: &str,
-        slot: &Slot,
-        grants: bool,
-        won_ttl: Option<Duration>,
-    ) {
+    fn leave(&self, channel: &str, key: &str, slot: &Slot, won_ttl: Option<Duration>) {
         let mut state = self.state();
-        if grants {
-            state.tokens.remove(&slot.token);
-        }
+        // Registered by token only in grant mode (see `join`).
+        let grants = state.tokens.remove(&slot.token).is_some();
         let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };
@@ -257,8 +240,7 @@ impl Waiters {
                     // We hold the lock now: the next waiter waits for our release, or polls when
                     // our lease would run out if we never release (process died).
                     Some(ttl) => {
-                        *next.poll_at.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(Instant::now() + ttl + jitter());
+                        *unpoisoned(&next.poll_at) = Some(Instant::now() + ttl + jitter());
                     }
                     // We gave up, perhaps after consuming a release: the next one tries now.
                     None => next.try_now.store(true, Ordering::Release),
@@ -278,10 +260,7 @@ impl Waiters {
 
     fn is_head(&self, channel: &str, key: &str, slot: &Slot) -> bool {
         self.state()
-            .channels
-            .get(channel)
-            .and_then(|c| c.keys.get(key))
-            .and_then(|q| q.front())
+            .head(channel, key)
             .is_some_and(|s| s.id == slot.id)
     }
 }
@@ -290,6 +269,14 @@ impl Default for Waiters {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Locks `mutex`; a panic while it was held would be a bug in this module, and the value stays
+/// usable.
+fn unpoisoned<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A small random delay so that pollers of different processes do not arrive together.
@@ -341,7 +328,6 @@ pub struct Registration {
     slot: Arc<Slot>,
     subscribed: watch::Receiver<bool>,
     joined_as_head: bool,
-    grants: bool,
     left: bool,
 }
 
@@ -370,25 +356,13 @@ impl Registration {
     /// Waits for a wake-up and says what it asks for.
     pub async fn woken(&self) -> Wake {
         self.slot.wake.notified().await;
-        let granted = self
-            .slot
-            .granted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some((index, at)) = granted {
+        if let Some((index, at)) = unpoisoned(&self.slot.granted).take() {
             return Wake::Granted(index, at);
         }
         if self.slot.try_now.swap(false, Ordering::AcqRel) {
             return Wake::TryNow;
         }
-        let poll_at = self
-            .slot
-            .poll_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        match poll_at {
+        match unpoisoned(&self.slot.poll_at).take() {
             Some(at) => Wake::PollAt(at),
             None => Wake::Nothing,
         }
@@ -398,7 +372,7 @@ impl Registration {
     pub fn leave_won(mut self, ttl: Duration) {
         self.left = true;
         self.waiters
-            .leave(&self.channel, &self.key, &self.slot, self.grants, Some(ttl));
+            .leave(&self.channel, &self.key, &self.slot, Some(ttl));
     }
 }
 
@@ -406,7 +380,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         if !self.left {
             self.waiters
-                .leave(&self.channel, &self.key, &self.slot, self.grants, None);
+                .leave(&self.channel, &self.key, &self.slot, None);
         }
     }
 }
