@@ -243,6 +243,13 @@ declare namespace Lock {
      * (`{namespace:id}`, counter `{namespace:id}:index`, sharded channel `{namespace:id}:release`).
      */
     cluster?: boolean;
+    /**
+     * Microseconds the addon's runtime thread keeps polling (spinning on a CPU) after a call
+     * completes, so the next call and Redis's reply need not wake a sleeping thread; it also
+     * polls while a call is in flight, for at most 2 ms. 0 turns it off. Integer, 0-10000.
+     * Default 300 on machines with 2 or more CPUs, 0 on one CPU.
+     */
+    busyPollMicros?: number;
   }
 
   /** PEM text or bytes. */

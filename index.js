@@ -19,6 +19,7 @@ const MAX_ID_LENGTH = 65536;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 const DEFAULT_REPLICATION_TIMEOUT_MS = 1000;
+const MAX_BUSY_POLL_MICROS = 10000;
 
 
 function checkId(id) {
@@ -48,6 +49,15 @@ function checkHeld(lock) {
   return { id, index };
 }
 
+
+/** `busyPollMicros`: undefined leaves the native default (300 µs with 2+ CPUs, else 0). */
+function checkBusyPoll(value) {
+  if (value === undefined || value === null) return undefined;
+  if (!Number.isInteger(value) || value < 0 || value > MAX_BUSY_POLL_MICROS) {
+    throw invalidArg(`options.busyPollMicros must be an integer from 0 to ${MAX_BUSY_POLL_MICROS}, got ${describe(value)}`);
+  }
+  return value;
+}
 
 function checkCluster(cluster) {
   if (cluster === undefined || cluster === null) return false;
@@ -147,6 +157,7 @@ class Lock {
         sentinels: sentinel ? sentinel.sentinels : undefined,
         sentinelMaster: sentinel ? sentinel.sentinelMaster : undefined,
         cluster: checkCluster(options.cluster),
+        busyPollUs: checkBusyPoll(options.busyPollMicros),
       },
       this._calls.onDone,
     );
