@@ -28,6 +28,10 @@ fn init() {
     }
 }
 
+/// The abort token of every wait without an AbortSignal: shared and never cancelled, so such a
+/// wait allocates no token of its own (10,000 waiters, 10,000 fewer allocations).
+static NEVER_ABORTED: LazyLock<CancellationToken> = LazyLock::new(CancellationToken::new);
+
 /// Shared by every Lock: there is one runtime, so one worker thread to keep awake.
 static BUSY_POLL: LazyLock<BusyPoll> = LazyLock::new(BusyPoll::default);
 
@@ -345,7 +349,7 @@ impl NativeLock {
     ) -> Result<()> {
         let ttl = ttl_ms(ttl, "lockTtl")?;
         let wait = wait_limit(wait_ms)?;
-        let abort = abort.map_or_else(CancellationToken::new, |a| a.token.clone());
+        let abort = abort.map_or_else(|| NEVER_ABORTED.clone(), |a| a.token.clone());
         let lock = self.lock.clone();
         self.run(call, async move {
             let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;
@@ -404,7 +408,7 @@ impl NativeLock {
         if max_hold_ms != 0.0 {
             options.max_hold = Some(Duration::from_millis(ttl_ms(max_hold_ms, "maxHold")?));
         }
-        let abort = abort.map_or_else(CancellationToken::new, |a| a.token.clone());
+        let abort = abort.map_or_else(|| NEVER_ABORTED.clone(), |a| a.token.clone());
         let lock = self.lock.clone();
         spawn(env, async move {
             let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;

@@ -283,3 +283,38 @@ fn bad_urls_and_ttls_are_invalid_arguments() {
         assert_eq!(err.code(), "ERR_INVALID_ARG");
     }
 }
+
+#[tokio::test]
+async fn more_waiters_than_attempts_in_flight_all_get_their_locks() {
+    // Waiters' attempts are limited per Lock (WAIT_ATTEMPTS_IN_FLIGHT, 128): 1,000 waiters on
+    // distinct held ids must still all take their seats and get their locks on release, and
+    // a burst of them must not hold up a plain acquire.
+    let server = RedisServer::start();
+    let holder = lock(&server, "many");
+    let waiter = lock(&server, "many");
+    let ids: Vec<String> = (0..1_000).map(|i| format!("k{i}")).collect();
+    let mut held = Vec::new();
+    for id in &ids {
+        held.push(holder.acquire(id, 30_000).await.unwrap().index);
+    }
+    let waits: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (waiter, id) = (waiter.clone(), id.clone());
+            tokio::spawn(async move {
+                waiter
+                    .wait_acquire(&id, 5_000, Some(Duration::from_secs(20)))
+                    .await
+            })
+        })
+        .collect();
+    assert!(waiter.acquire("other", 1_000).await.unwrap().success);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (id, index) in ids.iter().zip(held) {
+        holder.release(id, index).await.unwrap();
+    }
+    for wait in waits {
+        let got = wait.await.unwrap().unwrap();
+        assert!(got.success && !got.immediate, "{got:?}");
+    }
+}
