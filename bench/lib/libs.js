@@ -83,10 +83,10 @@ function openNapi(url) {
   };
 }
 
-async function openNative(url, { facade = true } = {}) {
+async function openNative(url, { facade = true, busyPollMicros } = {}) {
   if (!facade) return openNapi(url);
   const Lock = require(ROOT);
-  const lock = new Lock({ redis: url, namespace: NAMESPACE });
+  const lock = new Lock({ redis: url, namespace: NAMESPACE, busyPollMicros });
   return {
     async acquire(id, ttl) {
       const r = await lock.acquireLock(id, ttl);
