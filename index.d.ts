@@ -244,9 +244,10 @@ declare namespace Lock {
      */
     cluster?: boolean;
     /**
-     * Microseconds the addon's runtime thread keeps polling (spinning on a CPU) after a call
-     * completes, so the next call and Redis's reply need not wake a sleeping thread; it also
-     * polls while a call is in flight, for at most 2 ms. 0 turns it off. Integer, 0-10000.
+     * Microseconds the addon's runtime thread keeps polling (spinning on a CPU) after an
+     * acquire, release, renew or extend completes, so that the next call and Redis's reply to it
+     * need not wake a sleeping thread (on virtual machines that wake-up can cost more than the
+     * round trip). Waits are not followed by polling. 0 turns it off. Integer, 0-10000.
      * Default 300 on machines with 2 or more CPUs, 0 on one CPU.
      */
     busyPollMicros?: number;

@@ -231,18 +231,25 @@ impl NativeLock {
     /// Built from combinators, not an `async move` block: such a block would keep `work` as a
     /// captured variable next to the future awaiting it, and a waiter's task would hold its
     /// wait future twice (2.2 KB instead of 1.1 KB per waiting call, measured with heaptrack).
-    fn run<F>(&self, call: u32, work: F)
+    ///
+    /// `quick` calls (one round trip: acquire, release, renew) are followed by busy polling
+    /// (busy_poll.rs); a completed wait is not: its caller usually runs a critical section
+    /// before the next call, and every waiting process spinning after each grant would compete
+    /// for the CPU with the one holding the lock.
+    fn run<F>(&self, call: u32, quick: bool, work: F)
     where
         F: 'static + Send + Future<Output = core::Result<Done>>,
     {
         let outbox = self.outbox.clone();
-        let grace = self.busy_poll;
-        let polled = !grace.is_zero();
-        if polled && BUSY_POLL.enter() {
-            napi::bindgen_prelude::spawn(BUSY_POLL.run());
-        }
+        let grace = if quick {
+            self.busy_poll
+        } else {
+            Duration::ZERO
+        };
         napi::bindgen_prelude::spawn(AssertUnwindSafe(work).catch_unwind().map(move |outcome| {
-            if polled && BUSY_POLL.leave(grace) {
+            // Before the completion is sent: the poller then already runs when the JS thread
+            // makes its next call.
+            if BUSY_POLL.extend(grace) {
                 tokio::spawn(BUSY_POLL.run());
             }
             let done = match outcome {
@@ -331,7 +338,7 @@ impl NativeLock {
     pub fn acquire(&self, call: u32, id: String, ttl: f64) -> Result<()> {
         let ttl = ttl_ms(ttl, "ttl")?;
         let lock = self.lock.clone();
-        self.run(call, async move {
+        self.run(call, true, async move {
             lock.acquire(&id, ttl).await.map(Done::Acquired)
         });
         Ok(())
@@ -351,7 +358,7 @@ impl NativeLock {
         let wait = wait_limit(wait_ms)?;
         let abort = abort.map_or_else(|| NEVER_ABORTED.clone(), |a| a.token.clone());
         let lock = self.lock.clone();
-        self.run(call, async move {
+        self.run(call, false, async move {
             let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;
             Ok(Done::WaitAcquired(got))
         });
@@ -362,7 +369,7 @@ impl NativeLock {
     pub fn release(&self, call: u32, id: String, index: f64) -> Result<()> {
         let index = lock_index(index)?;
         let lock = self.lock.clone();
-        self.run(call, async move {
+        self.run(call, true, async move {
             lock.release(&id, index).await.map(Done::Released)
         });
         Ok(())
@@ -373,7 +380,7 @@ impl NativeLock {
         let index = lock_index(index)?;
         let ttl = ttl_ms(ttl, "ttl")?;
         let lock = self.lock.clone();
-        self.run(call, async move {
+        self.run(call, true, async move {
             lock.renew(&id, index, ttl).await.map(Done::Renewed)
         });
         Ok(())
@@ -382,7 +389,7 @@ impl NativeLock {
     /// Completes at once from the runtime: the benchmark measures the boundary with it.
     #[napi]
     pub fn noop(&self, call: u32) {
-        self.run(call, async { Ok(Done::Nothing) });
+        self.run(call, true, async { Ok(Done::Nothing) });
     }
 
     /// Waits for lock `id` like `waitAcquire`, and on success keeps it alive from Rust timers
