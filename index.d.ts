@@ -244,11 +244,13 @@ declare namespace Lock {
      */
     cluster?: boolean;
     /**
-     * Microseconds the addon's runtime thread keeps polling (spinning on a CPU) after an
-     * acquire, release, renew or extend completes, so that the next call and Redis's reply to it
-     * need not wake a sleeping thread (on virtual machines that wake-up can cost more than the
-     * round trip). Waits are not followed by polling. 0 turns it off. Integer, 0-10000.
-     * Default 300 on machines with 2 or more CPUs, 0 on one CPU.
+     * Busy polling for back-to-back callers: once two calls in a row came within this many
+     * microseconds of the previous result, the addon's runtime thread keeps polling (spinning on
+     * a CPU) for this long after each acquire, release, renew or extend completes, so that the
+     * next call and Redis's reply to it need not wake a sleeping thread (on virtual machines
+     * that wake-up can cost more than the round trip). Paced callers and waits are not followed
+     * by polling. 0 turns it off. Integer, 0-10000. Default 300 on machines with 2 or more
+     * CPUs, 0 on one CPU.
      */
     busyPollMicros?: number;
   }
