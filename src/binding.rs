@@ -2,7 +2,7 @@
 //! back. No lock logic lives here. Every method returns a Promise; the JS facade in index.js adds
 //! callbacks, so no user code ever runs on a Rust stack.
 
-use crate::busy_poll::BusyPoll;
+use crate::busy_poll::{BusyPoll, Rhythm};
 use crate::core::{self, Lease, LeaseOptions, LockError, Timeouts};
 use futures_util::FutureExt;
 use napi::bindgen_prelude::*;
@@ -10,7 +10,6 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -32,9 +31,6 @@ fn init() {
 /// The abort token of every wait without an AbortSignal: shared and never cancelled, so such a
 /// wait allocates no token of its own (10,000 waiters, 10,000 fewer allocations).
 static NEVER_ABORTED: LazyLock<CancellationToken> = LazyLock::new(CancellationToken::new);
-
-/// Busy polling follows a quick call once this many calls in a row came back within the grace.
-const QUICK_RETURNS_BEFORE_POLLING: u32 = 2;
 
 /// Shared by every Lock: there is one runtime, so one worker thread to keep awake.
 static BUSY_POLL: LazyLock<BusyPoll> = LazyLock::new(BusyPoll::default);
@@ -226,10 +222,8 @@ pub struct NativeLock {
     lock: core::Lock,
     outbox: Arc<Outbox>,
     busy_poll: Duration,
-    /// `BUSY_POLL.now()` when completions last reached JavaScript (set on the JS thread).
-    delivered_at: Arc<AtomicU64>,
-    /// Calls in a row made within the grace of the previous delivery (see `run`).
-    quick_returns: AtomicU32,
+    /// How soon this Lock's caller comes back after results reach it (see `run`).
+    rhythm: Arc<Rhythm>,
 }
 
 impl NativeLock {
@@ -254,16 +248,8 @@ impl NativeLock {
         F: 'static + Send + Future<Output = core::Result<Done>>,
     {
         let outbox = self.outbox.clone();
-        let came_back_after = BUSY_POLL
-            .now()
-            .saturating_sub(self.delivered_at.load(Ordering::Relaxed));
-        let quick_returns = if came_back_after <= self.busy_poll.as_micros() as u64 {
-            self.quick_returns.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
-            self.quick_returns.store(0, Ordering::Relaxed);
-            0
-        };
-        let grace = if quick && quick_returns >= QUICK_RETURNS_BEFORE_POLLING {
+        let looping = self.rhythm.call(BUSY_POLL.now(), self.busy_poll);
+        let grace = if quick && looping {
             self.busy_poll
         } else {
             Duration::ZERO
@@ -338,14 +324,14 @@ impl NativeLock {
             core::Lock::open(&options.urls, &options.namespace, &settings).map_err(to_napi)?;
         let queue: Arc<std::sync::Mutex<Batch>> = Arc::default();
         let taken = queue.clone();
-        let delivered_at = Arc::new(AtomicU64::new(0));
-        let delivered = delivered_at.clone();
+        let rhythm = Arc::new(Rhythm::default());
+        let delivered = rhythm.clone();
         let notify = on_done
             .build_threadsafe_function::<()>()
             .weak::<true>()
             .callee_handled::<false>()
             .build_callback(move |_ctx| {
-                delivered.store(BUSY_POLL.now(), Ordering::Relaxed);
+                delivered.delivered(BUSY_POLL.now());
                 let (values, errors) =
                     std::mem::take(&mut *taken.lock().unwrap_or_else(|p| p.into_inner()));
                 Ok(FnArgs::from((Float64Array::new(values), errors)))
@@ -353,8 +339,7 @@ impl NativeLock {
         Ok(NativeLock {
             lock,
             outbox: Arc::new(Outbox { queue, notify }),
-            delivered_at,
-            quick_returns: AtomicU32::new(0),
+            rhythm,
             busy_poll: options
                 .busy_poll_us
                 .map_or_else(default_busy_poll, |us| Duration::from_micros(us.into())),

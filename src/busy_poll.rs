@@ -26,7 +26,7 @@
 //!
 //! No napi here: the binding decides which calls take part and spawns [`BusyPoll::run`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 pub struct BusyPoll {
@@ -88,6 +88,37 @@ impl BusyPoll {
     }
 }
 
+/// Busy polling follows a call once this many calls in a row came back within the grace.
+const QUICK_RETURNS_BEFORE_POLLING: u32 = 2;
+
+/// One caller's rhythm (a Lock's): whether its calls have been coming back within the grace of
+/// the previous results reaching it, the sign of a loop that busy polling speeds up.
+#[derive(Default)]
+pub struct Rhythm {
+    /// [`BusyPoll::now`] when results last reached the caller.
+    delivered_at: AtomicU64,
+    /// Calls in a row made within the grace of the previous delivery.
+    quick_returns: AtomicU32,
+}
+
+impl Rhythm {
+    /// Results reached the caller at `now`.
+    pub fn delivered(&self, now: u64) {
+        self.delivered_at.store(now, SeqCst);
+    }
+
+    /// The caller makes a call at `now`: returns whether this call's completion should be
+    /// followed by `grace` of polling.
+    pub fn call(&self, now: u64, grace: Duration) -> bool {
+        let came_back_after = now.saturating_sub(self.delivered_at.load(SeqCst));
+        if grace.is_zero() || came_back_after > grace.as_micros() as u64 {
+            self.quick_returns.store(0, SeqCst);
+            return false;
+        }
+        self.quick_returns.fetch_add(1, SeqCst) + 1 >= QUICK_RETURNS_BEFORE_POLLING
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +152,41 @@ mod tests {
             poll.extend(Duration::from_millis(1)),
             "a later completion starts a new one"
         );
+    }
+
+    #[test]
+    fn only_a_caller_that_keeps_coming_back_quickly_gets_polling() {
+        let grace = Duration::from_micros(300);
+        let rhythm = Rhythm::default();
+        // Paced: an acquire 5 ms after the last result, its release right after: one quick
+        // return is not a loop.
+        let mut now = 10_000;
+        for _ in 0..5 {
+            rhythm.delivered(now);
+            now += 5_000;
+            assert!(!rhythm.call(now, grace), "the acquire after a pause");
+            rhythm.delivered(now + 200);
+            now += 250;
+            assert!(!rhythm.call(now, grace), "the release right after it");
+            rhythm.delivered(now + 200);
+            now += 200;
+        }
+        // A loop after a pause: from the second quick return on, every call is followed by
+        // polling.
+        now += 5_000;
+        assert!(!rhythm.call(now, grace));
+        now += 200;
+        rhythm.delivered(now);
+        assert!(!rhythm.call(now + 20, grace), "one quick return");
+        for _ in 0..5 {
+            now += 200;
+            rhythm.delivered(now);
+            assert!(rhythm.call(now + 20, grace));
+        }
+        // A pause ends it; polling off never polls.
+        assert!(!rhythm.call(now + 20 + 301, grace));
+        rhythm.delivered(now + 1_000);
+        assert!(!rhythm.call(now + 1_010, Duration::ZERO));
+        assert!(!rhythm.call(now + 1_020, Duration::ZERO));
     }
 }
