@@ -237,12 +237,12 @@ impl NativeLock {
     /// A `quick` call (one round trip: acquire, release, renew) is followed by busy polling
     /// (busy_poll.rs) when its caller has been coming back quickly: this call and the one before
     /// it were each made within the grace of this Lock's previous completion reaching
-    /// JavaScript. So a loop of calls keeps the runtime thread awake, while a caller that holds
-    /// its lock for a while before releasing, or paces its calls, costs no CPU for it (one quick
-    /// return, a release right after its acquire, is not a loop). A
-    /// completed wait is never followed by polling: its caller usually runs a critical section
-    /// first, and every waiting process spinning after each grant would compete for the CPU
-    /// with the one holding the lock.
+    /// JavaScript (`Rhythm`). So a loop of calls keeps the runtime thread awake, while a caller
+    /// that holds its lock for a while before releasing, or paces its calls, costs no CPU for it
+    /// (one quick return, a release right after its acquire, is not a loop). A completed wait is
+    /// never followed by polling: its caller usually runs a critical section first, and every
+    /// waiting process spinning after each grant would compete for the CPU with the one
+    /// holding the lock.
     fn run<F>(&self, call: u32, quick: bool, work: F)
     where
         F: 'static + Send + Future<Output = core::Result<Done>>,
