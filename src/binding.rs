@@ -28,10 +28,6 @@ fn init() {
     }
 }
 
-/// The abort token of every wait without an AbortSignal: shared and never cancelled, so such a
-/// wait allocates no token of its own (10,000 waiters, 10,000 fewer allocations).
-static NEVER_ABORTED: LazyLock<CancellationToken> = LazyLock::new(CancellationToken::new);
-
 /// Shared by every Lock: there is one runtime, so one worker thread to keep awake.
 static BUSY_POLL: LazyLock<BusyPoll> = LazyLock::new(BusyPoll::default);
 
@@ -86,6 +82,11 @@ fn to_napi(err: LockError) -> Error {
     Error::new(Status::GenericFailure, format!("[{}] {}", err.code(), err))
 }
 
+/// What a caught panic (a bug) is reported as, instead of unwinding into Node.
+fn panicked() -> LockError {
+    LockError::Internal("redfour-native panicked; please report this".to_owned())
+}
+
 fn invalid(message: String) -> Error {
     to_napi(LockError::InvalidArg(message))
 }
@@ -131,10 +132,7 @@ where
             .catch_unwind()
             .map(|outcome| match outcome {
                 Ok(result) => result.map_err(to_napi),
-                Err(_) => Err(Error::new(
-                    Status::GenericFailure,
-                    "[ERR_INTERNAL] redfour-native panicked; please report this".to_owned(),
-                )),
+                Err(_) => Err(to_napi(panicked())),
             }),
     )
 }
@@ -221,8 +219,8 @@ impl Outbox {
 pub struct NativeLock {
     lock: core::Lock,
     outbox: Arc<Outbox>,
-    busy_poll: Duration,
-    /// How soon this Lock's caller comes back after results reach it (see `run`).
+    /// How soon this Lock's caller comes back after results reach it, and its busy-poll
+    /// grace (see `run`).
     rhythm: Arc<Rhythm>,
 }
 
@@ -248,12 +246,8 @@ impl NativeLock {
         F: 'static + Send + Future<Output = core::Result<Done>>,
     {
         let outbox = self.outbox.clone();
-        let looping = self.rhythm.call(BUSY_POLL.now(), self.busy_poll);
-        let grace = if quick && looping {
-            self.busy_poll
-        } else {
-            Duration::ZERO
-        };
+        let grace = self.rhythm.call(BUSY_POLL.now());
+        let grace = if quick { grace } else { Duration::ZERO };
         napi::bindgen_prelude::spawn(AssertUnwindSafe(work).catch_unwind().map(move |outcome| {
             // Before the completion is sent: the poller then already runs when the JS thread
             // makes its next call.
@@ -263,9 +257,7 @@ impl NativeLock {
             let done = match outcome {
                 Ok(Ok(done)) => done,
                 Ok(Err(err)) => Done::Failed(err),
-                Err(_) => Done::Failed(LockError::Internal(
-                    "redfour-native panicked; please report this".to_owned(),
-                )),
+                Err(_) => Done::Failed(panicked()),
             };
             outbox.push(call, done);
         }));
@@ -324,7 +316,10 @@ impl NativeLock {
             core::Lock::open(&options.urls, &options.namespace, &settings).map_err(to_napi)?;
         let queue: Arc<std::sync::Mutex<Batch>> = Arc::default();
         let taken = queue.clone();
-        let rhythm = Arc::new(Rhythm::default());
+        let grace = options
+            .busy_poll_us
+            .map_or_else(default_busy_poll, |us| Duration::from_micros(us.into()));
+        let rhythm = Arc::new(Rhythm::new(grace));
         let delivered = rhythm.clone();
         let notify = on_done
             .build_threadsafe_function::<()>()
@@ -340,9 +335,6 @@ impl NativeLock {
             lock,
             outbox: Arc::new(Outbox { queue, notify }),
             rhythm,
-            busy_poll: options
-                .busy_poll_us
-                .map_or_else(default_busy_poll, |us| Duration::from_micros(us.into())),
         })
     }
 
@@ -368,7 +360,7 @@ impl NativeLock {
     ) -> Result<()> {
         let ttl = ttl_ms(ttl, "lockTtl")?;
         let wait = wait_limit(wait_ms)?;
-        let abort = abort.map_or_else(|| NEVER_ABORTED.clone(), |a| a.token.clone());
+        let abort = abort_token(abort);
         let lock = self.lock.clone();
         self.run(call, false, async move {
             let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;
@@ -427,7 +419,7 @@ impl NativeLock {
         if max_hold_ms != 0.0 {
             options.max_hold = Some(Duration::from_millis(ttl_ms(max_hold_ms, "maxHold")?));
         }
-        let abort = abort.map_or_else(|| NEVER_ABORTED.clone(), |a| a.token.clone());
+        let abort = abort_token(abort);
         let lock = self.lock.clone();
         spawn(env, async move {
             let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;
@@ -450,6 +442,11 @@ impl NativeLock {
     pub fn close(&self) {
         self.lock.close();
     }
+}
+
+/// The token a wait watches: its AbortHandle's, or the shared never-cancelled one.
+fn abort_token(abort: Option<&AbortHandle>) -> CancellationToken {
+    abort.map_or_else(|| core::never_aborted().clone(), |a| a.token.clone())
 }
 
 /// Cancels the native wait it is passed to; the facade fires it from an AbortSignal.

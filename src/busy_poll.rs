@@ -93,8 +93,9 @@ const QUICK_RETURNS_BEFORE_POLLING: u32 = 2;
 
 /// One caller's rhythm (a Lock's): whether its calls have been coming back within the grace of
 /// the previous results reaching it, the sign of a loop that busy polling speeds up.
-#[derive(Default)]
 pub struct Rhythm {
+    /// The caller's busy-poll grace (zero: off).
+    grace: Duration,
     /// [`BusyPoll::now`] when results last reached the caller.
     delivered_at: AtomicU64,
     /// Calls in a row made within the grace of the previous delivery.
@@ -102,20 +103,32 @@ pub struct Rhythm {
 }
 
 impl Rhythm {
+    pub fn new(grace: Duration) -> Self {
+        Rhythm {
+            grace,
+            delivered_at: AtomicU64::new(0),
+            quick_returns: AtomicU32::new(0),
+        }
+    }
+
     /// Results reached the caller at `now`.
     pub fn delivered(&self, now: u64) {
         self.delivered_at.store(now, SeqCst);
     }
 
-    /// The caller makes a call at `now`: returns whether this call's completion should be
-    /// followed by `grace` of polling.
-    pub fn call(&self, now: u64, grace: Duration) -> bool {
+    /// The caller makes a call at `now`: returns how long to poll after its completion (the
+    /// grace, or zero when the caller is not in a loop or polling is off).
+    pub fn call(&self, now: u64) -> Duration {
         let came_back_after = now.saturating_sub(self.delivered_at.load(SeqCst));
-        if grace.is_zero() || came_back_after > grace.as_micros() as u64 {
+        if self.grace.is_zero() || came_back_after > self.grace.as_micros() as u64 {
             self.quick_returns.store(0, SeqCst);
-            return false;
+            return Duration::ZERO;
         }
-        self.quick_returns.fetch_add(1, SeqCst) + 1 >= QUICK_RETURNS_BEFORE_POLLING
+        if self.quick_returns.fetch_add(1, SeqCst) + 1 >= QUICK_RETURNS_BEFORE_POLLING {
+            self.grace
+        } else {
+            Duration::ZERO
+        }
     }
 }
 
@@ -157,36 +170,40 @@ mod tests {
     #[test]
     fn only_a_caller_that_keeps_coming_back_quickly_gets_polling() {
         let grace = Duration::from_micros(300);
-        let rhythm = Rhythm::default();
+        let rhythm = Rhythm::new(grace);
+        let polls = |now| rhythm.call(now) == grace;
+        let polls_not = |now| rhythm.call(now).is_zero();
         // Paced: an acquire 5 ms after the last result, its release right after: one quick
         // return is not a loop.
         let mut now = 10_000;
         for _ in 0..5 {
             rhythm.delivered(now);
             now += 5_000;
-            assert!(!rhythm.call(now, grace), "the acquire after a pause");
+            assert!(polls_not(now), "the acquire after a pause");
             rhythm.delivered(now + 200);
             now += 250;
-            assert!(!rhythm.call(now, grace), "the release right after it");
+            assert!(polls_not(now), "the release right after it");
             rhythm.delivered(now + 200);
             now += 200;
         }
         // A loop after a pause: from the second quick return on, every call is followed by
         // polling.
         now += 5_000;
-        assert!(!rhythm.call(now, grace));
+        assert!(polls_not(now));
         now += 200;
         rhythm.delivered(now);
-        assert!(!rhythm.call(now + 20, grace), "one quick return");
+        assert!(polls_not(now + 20), "one quick return");
         for _ in 0..5 {
             now += 200;
             rhythm.delivered(now);
-            assert!(rhythm.call(now + 20, grace));
+            assert!(polls(now + 20));
         }
-        // A pause ends it; polling off never polls.
-        assert!(!rhythm.call(now + 20 + 301, grace));
-        rhythm.delivered(now + 1_000);
-        assert!(!rhythm.call(now + 1_010, Duration::ZERO));
-        assert!(!rhythm.call(now + 1_020, Duration::ZERO));
+        // A pause ends it.
+        assert!(polls_not(now + 20 + 301));
+        // Polling off never polls.
+        let off = Rhythm::new(Duration::ZERO);
+        off.delivered(now + 1_000);
+        assert!(off.call(now + 1_010).is_zero());
+        assert!(off.call(now + 1_020).is_zero());
     }
 }

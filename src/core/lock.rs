@@ -8,7 +8,7 @@ use crate::core::quorum::Quorum;
 use crate::core::scripts::{Announce, Seat};
 use crate::core::waiters::{jitter, Registration, Waiters, Wake};
 use std::borrow::Cow;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,13 @@ const MAX_RETRY: Duration = Duration::from_secs(1);
 /// keep Redis busy (the burst is bound by Redis's CPU, not by round trips), and plain
 /// acquire, release and renew calls are not limited.
 const WAIT_ATTEMPTS_IN_FLIGHT: usize = 128;
+
+/// The abort token of every wait that cannot be aborted: shared and never cancelled, so such a
+/// wait allocates no token of its own (10,000 waiters, 10,000 fewer allocations).
+pub fn never_aborted() -> &'static CancellationToken {
+    static NEVER: LazyLock<CancellationToken> = LazyLock::new(CancellationToken::new);
+    &NEVER
+}
 
 /// Result of one acquire attempt, as redfour reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,7 +326,7 @@ impl Lock {
         ttl_ms: u64,
         wait: Option<Duration>,
     ) -> Result<WaitAcquired> {
-        self.wait_acquire_until(id, ttl_ms, wait, &CancellationToken::new())
+        self.wait_acquire_until(id, ttl_ms, wait, never_aborted())
             .await
     }
 

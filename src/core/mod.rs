@@ -15,6 +15,6 @@ pub use endpoint::{Connect, Sentinel, Timeouts, Tls};
 pub use error::{LockError, Result};
 pub use lease::{Lease, LeaseOptions, LostReason};
 pub use lock::{
-    Acquired, Lock, ReleaseResult, Released, RenewResult, Renewed, Replication, Settings,
-    WaitAcquired, MAX_TTL_MS,
+    never_aborted, Acquired, Lock, ReleaseResult, Released, RenewResult, Renewed, Replication,
+    Settings, WaitAcquired, MAX_TTL_MS,
 };
