@@ -2,6 +2,7 @@
 //! connection, shared by every `Lock` with the same URL and timeouts (100 Lock instances still
 //! open two sockets). Connections are opened on first use and reopened after failures.
 
+use crate::core::batch::Batcher;
 use crate::core::error::{LockError, Result};
 use crate::core::lock::{Acquired, Released, Renewed, Replication};
 use crate::core::scripts::{self, Announce, Seat, ACQUIRE_SCRIPT};
@@ -142,6 +143,8 @@ pub struct Endpoint {
     master: tokio::sync::Mutex<MasterSeen>,
     timeouts: Timeouts,
     command: RwLock<Option<ConnectionManager>>,
+    /// Batches the command connection's script calls (batch.rs).
+    batcher: Batcher,
     /// Only for grants followed by WAIT: WAIT blocks its connection, so it gets its own.
     replicated: RwLock<Option<ConnectionManager>>,
     /// Set once WAIT was seen to be allowed.
@@ -193,6 +196,7 @@ impl Endpoint {
                 master: tokio::sync::Mutex::new((None, None)),
                 timeouts: connect.timeouts,
                 command: RwLock::new(None),
+                batcher: Batcher::default(),
                 replicated: RwLock::new(None),
                 wait_allowed: tokio::sync::OnceCell::new(),
                 connecting: tokio::sync::Mutex::new(None),
@@ -525,7 +529,8 @@ impl Endpoint {
         seat: Option<Seat>,
     ) -> impl std::future::Future<Output = Result<(Acquired, bool)>> + 'a {
         // One name for both tries: a retry after a lost reply recognises its own grant or seat.
-        self.with_connection(move |mut conn, retry| async move {
+        self.with_connection(move |conn, retry| async move {
+            let mut conn = self.batcher.wrap(conn);
             scripts::acquire(&mut conn, key, counter_key, ttl_ms, name, seat, retry).await
         })
     }
@@ -538,7 +543,8 @@ impl Endpoint {
         channel: &str,
         announce: Announce<'_>,
     ) -> Result<Released> {
-        self.with_connection(|mut conn, _| async move {
+        self.with_connection(|conn, _| async move {
+            let mut conn = self.batcher.wrap(conn);
             scripts::release(&mut conn, key, index, channel, announce).await
         })
         .await
@@ -546,7 +552,8 @@ impl Endpoint {
 
     /// Sets the TTL of `key` if it is still held under `index`.
     pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
-        self.with_connection(|mut conn, _| async move {
+        self.with_connection(|conn, _| async move {
+            let mut conn = self.batcher.wrap(conn);
             scripts::renew(&mut conn, key, index, ttl_ms).await
         })
         .await

@@ -1,6 +1,7 @@
 //! The lock engine. Knows Redis and tokio, nothing of JavaScript: the Node binding in
 //! `binding.rs` only converts types and errors.
 
+pub mod batch;
 pub mod cluster;
 pub mod endpoint;
 pub mod error;
