@@ -2,29 +2,33 @@
 //! moment go to Redis as one script call running each of them in turn, instead of one script
 //! call each.
 //!
-//! Why: with many calls in flight (64 loops of acquire + release in one process), most of
+//! Why: with many calls in flight (64 loops of acquire + release in one process), much of
 //! Redis's work per call is the script call itself (parsing the command, looking the script up,
-//! setting up Lua, writing the reply), not the few commands the script runs; and every call is
-//! a socket write of its own on the client. A batch pays those once. Measured with the
-//! engine's own scripts driven from Node (bench/DIAGNOSIS.md): Redis CPU per pair 16-19 µs one
-//! by one, 9-10 µs in batches, and the pairs per second rose from about 40k to 75-80k once
-//! batches were capped, so that one batch is on the wire while the next one forms.
+//! setting up Lua, writing the reply), not the few commands the script runs; and every call was
+//! a socket write of its own on the client (40,000 `writev` for 40,000 calls). A batch pays
+//! those once. Measured on 2026-12-02 (bench/DIAGNOSIS.md): at 64 loops, 10-16 calls per
+//! script call, and redis-server CPU per pair down from 12.3-12.8 µs to 10.3-11.0 µs. Pairs per
+//! second did not move with it: the three threads involved (JavaScript, this runtime, Redis)
+//! wait on each other more than they work. Redis is the resource every process on a fleet
+//! shares, so its CPU is worth saving anyway.
 //!
 //! How: [`Batched`] wraps the command connection as a `ConnectionLike`. An EVALSHA of the
-//! acquire, release or renew script is queued instead of sent; the first call into an empty
-//! queue spawns a flush that waits for the runtime's other ready tasks (`yield_now`), so the
-//! calls made in the same turn join it. A lone call is sent exactly as before, as its own
-//! script; two or more go as one call of [`BATCH`], which runs each one's script body in its
-//! own `pcall` (one call's error stays its own) and returns their replies in order. Calls keep
-//! their order on the connection. Anything else (EVAL after NOSCRIPT, other commands) passes
-//! straight through.
+//! acquire, release or renew script made while nothing is queued or in flight (a caller making
+//! one call at a time) is sent at once, exactly as before. Otherwise it is queued: the first
+//! call into an empty queue spawns a flush that waits for the runtime's other ready tasks
+//! (`yield_now`), so the calls made in the same turn join it, and a full queue goes at once.
+//! Two or more calls go as one call of [`BATCH`], which runs each one's script body in its own
+//! `pcall` (one call's error stays its own) and returns their replies in order. Anything else
+//! (EVAL after NOSCRIPT, other commands) passes straight through.
 //!
 //! Semantics do not change: every call runs the same script body with the same keys and
 //! arguments, atomically, in the order the calls were made; a batch is only several of those
 //! back to back with nothing in between. Keys, values and messages on the wire are redfour's.
-//! A call whose caller gave up (timeout, abort) still runs, as a sent call would.
-//! Only single-server connections use it (one server, so any keys may share a script); cluster
-//! mode sends each call on its own.
+//! Calls made one after another reach Redis in that order (a lone call goes only when nothing
+//! is queued or in flight, and batches go in queue order). A call whose caller gave up
+//! (timeout, abort) still runs, as a sent call would. Only connections to one server use it
+//! (single-server, sentinel, and each node of quorum mode), where any keys may share a script;
+//! cluster mode sends each call on its own.
 
 use crate::core::scripts::{StaticScript, ACQUIRE, ACQUIRE_SCRIPT, RELEASE, RELEASE_SCRIPT};
 use crate::core::scripts::{RENEW, RENEW_SCRIPT};
@@ -35,8 +39,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use tokio::sync::oneshot;
 
 /// At most this many calls per batch: a full batch is sent at once, so the next one forms while
-/// Redis runs it (one batch of everything made Redis and the client take turns, measured 30 %
-/// fewer pairs per second than batches of 16-32).
+/// Redis runs it. (In a JavaScript prototype of batching, one batch of all 64 loops' calls made
+/// Redis and the client take turns: 49-53k pairs/s, against 77-83k with batches of 32.)
 const MAX_BATCH: usize = 32;
 
 /// The scripts a batch can hold, with the tag [`BATCH`] dispatches on.
