@@ -715,7 +715,7 @@ async function main() {
     const layered = want('overhead') && LIBS.includes('redfour-native') ? [...withFloor, NAPI] : withFloor;
     if (want('latency')) results.latency = await latency(server.url, layered);
     if (want('throughput')) results.throughput = await throughput(server.url, layered);
-    if (want('handoff')) results.handoff = await handoff(server.url, withFloor);
+    if (want('handoff')) results.handoff = await handoff(server.url, [...withFloor, libs.PUBLISH_FLOOR]);
     if (want('contention')) results.contention = await contention(server.url, LIBS);
     if (want('scale')) results.scale = await scale(server.url, LIBS);
     if (want('overhead')) results.overhead = await overhead(server.url, results);

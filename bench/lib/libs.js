@@ -228,8 +228,12 @@ async function openSemaphore(url, { client } = {}) {
 }
 
 // The floor: what any lock needs at least, two script round trips from Node on a plain client.
+const PUBLISH_FLOOR = 'floor (publish heard)';
 const FLOOR_SCRIPT = "return redis.call('EXISTS', KEYS[1])";
-async function openFloor(url) {
+// `publishOnly` (the hand-off row "floor (publish heard)"): B holds once it hears the PUBLISH,
+// with no round trip after it. That is the least any pub/sub hand-off can take, a grant on
+// release included (its waiter holds the lock when the message arrives).
+async function openFloor(url, { publishOnly = false } = {}) {
   const Redis = requireIoredis();
   const client = new Redis(url);
   const sha = await client.script('LOAD', FLOOR_SCRIPT);
@@ -247,7 +251,8 @@ async function openFloor(url) {
       const resolve = waiting.get(id);
       if (!resolve) return;
       waiting.delete(id);
-      raw.cmd.command('EVALSHA', sha, 1, `${NAMESPACE}:${id}`).then(() => resolve(id));
+      if (publishOnly) resolve(id);
+      else raw.cmd.command('EVALSHA', sha, 1, `${NAMESPACE}:${id}`).then(() => resolve(id));
     };
     await raw.sub.command('SUBSCRIBE', `${NAMESPACE}-floor`);
   }
@@ -396,6 +401,7 @@ const OPENERS = {
   redlock: openRedlock,
   'redis-semaphore': openSemaphore,
   floor: openFloor,
+  [PUBLISH_FLOOR]: (url) => openFloor(url, { publishOnly: true }),
   'our scripts, JS thread (prototype)': openScriptsOnJsThread,
 };
 
@@ -421,4 +427,4 @@ function version(name) {
   }
 }
 
-module.exports = { LIBS, PEERS, WAITERS, NAMESPACE, POLL_MS, open, openTopology, version, requireIoredis, FLOOR_SCRIPT };
+module.exports = { LIBS, PEERS, WAITERS, NAMESPACE, POLL_MS, open, openTopology, version, requireIoredis, FLOOR_SCRIPT, PUBLISH_FLOOR };
