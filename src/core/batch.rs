@@ -347,3 +347,49 @@ impl ConnectionLike for Batched<'_> {
         self.conn.get_db()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_body_in_the_batch_reads_its_own_parameters_only() {
+        let source = BATCH.source();
+        let dispatcher = source.find("local scripts =").unwrap();
+        let functions = &source[..dispatcher];
+        assert_eq!(functions.matches("local function ").count(), 3);
+        assert!(!functions.contains("KEYS["), "a body still reads KEYS");
+        assert!(!functions.contains("ARGV["), "a body still reads ARGV");
+        assert!(!functions.contains("K3") && !functions.contains("A5"));
+    }
+
+    #[test]
+    fn only_evalsha_of_the_three_scripts_is_batched() {
+        let evalsha = |hash: &str| {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(hash)
+                .arg(2)
+                .arg("ns:a")
+                .arg("nsindex")
+                .arg(1000)
+                .arg("7")
+                .arg("");
+            cmd
+        };
+        assert_eq!(tag(&evalsha(ACQUIRE_SCRIPT.hash())), Some("a"));
+        assert_eq!(tag(&evalsha(RELEASE_SCRIPT.hash())), Some("r"));
+        assert_eq!(tag(&evalsha(RENEW_SCRIPT.hash())), Some("n"));
+        assert_eq!(tag(&evalsha(BATCH.hash())), None);
+        assert_eq!(tag(&redis::cmd("PING")), None);
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(ACQUIRE).arg(0);
+        assert_eq!(tag(&eval), None, "the NOSCRIPT fallback goes as it is");
+        let (call, _) = Call::of(&evalsha(ACQUIRE_SCRIPT.hash()), "a").unwrap();
+        assert_eq!(call.keys, [b"ns:a".to_vec(), b"nsindex".to_vec()]);
+        assert_eq!(
+            call.args,
+            [b"1000".to_vec(), b"7".to_vec(), Vec::new(), Vec::new()],
+            "padded to four values"
+        );
+    }
+}
