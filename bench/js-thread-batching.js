@@ -11,21 +11,11 @@
 //
 // A measuring tool, not library code: no retries, no error handling beyond failing loudly.
 
-const fs = require('node:fs');
-const path = require('node:path');
-const Redis = require('ioredis');
 const { RedisServer } = require('./lib/redis-server');
+const { requireIoredis, scriptSource } = require('./lib/libs');
 
 const PAIRS = 40000;
 const LOOPS = 64;
-
-const source = fs.readFileSync(path.join(__dirname, '..', 'src', 'core', 'scripts.rs'), 'utf8');
-
-/** The Lua text of `pub const NAME: &str = r#"..."#;` in scripts.rs. */
-function script(name) {
-  const start = source.indexOf('r#"', source.indexOf(`pub const ${name}: &str`)) + 3;
-  return source.slice(start, source.indexOf('"#', start));
-}
 
 /** The script body as a function of (K1, K2, A1..A4), run once per call: 2 keys, 4 values each. */
 function batchOf(body) {
@@ -39,12 +29,6 @@ for i = 0, #KEYS / 2 - 1 do
 end
 return replies
 `;
-}
-
-function cpuSeconds(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Queues calls made in one event-loop turn into one script call of `command`, at most `cap` each. */
@@ -72,12 +56,13 @@ async function main() {
   const mode = process.argv[2] || 'batched';
   const cap = Number(process.argv[3] || 32);
   const server = await new RedisServer().start();
+  const Redis = requireIoredis();
   const redis = new Redis(server.url);
   try {
-    redis.defineCommand('acquireOne', { numberOfKeys: 2, lua: script('ACQUIRE') });
-    redis.defineCommand('releaseOne', { numberOfKeys: 2, lua: script('RELEASE') });
-    redis.defineCommand('acquireMany', { lua: batchOf(script('ACQUIRE')) });
-    redis.defineCommand('releaseMany', { lua: batchOf(script('RELEASE')) });
+    redis.defineCommand('acquireOne', { numberOfKeys: 2, lua: scriptSource('ACQUIRE') });
+    redis.defineCommand('releaseOne', { numberOfKeys: 2, lua: scriptSource('RELEASE') });
+    redis.defineCommand('acquireMany', { lua: batchOf(scriptSource('ACQUIRE')) });
+    redis.defineCommand('releaseMany', { lua: batchOf(scriptSource('RELEASE')) });
     let attempt = 0;
     const acquireArgs = (id) => [[`ns:${id}`, 'nsindex'], [10000, String(++attempt), '', '']];
     const releaseArgs = (id, index) => [[`ns:${id}`, 'nsindex'], [index, 'ns-release', 'grant', 'ns\0']];
@@ -98,7 +83,7 @@ async function main() {
       if (success !== 1 || released !== 1) throw new Error(`pair ${id} failed`);
     };
     for (let i = 0; i < 500; i++) await pair(`warm${i}`);
-    const redisCpu0 = cpuSeconds(server.pid);
+    const redisCpu0 = server.cpuSeconds();
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     let next = 0;
@@ -110,7 +95,7 @@ async function main() {
     console.log(
       `${mode}${mode === 'batched' ? ` (cap ${cap})` : ''}: ${Math.round(PAIRS / seconds)} pairs/s, ` +
         `node CPU ${((cpu.user + cpu.system) / PAIRS).toFixed(1)} µs/pair, ` +
-        `redis-server CPU ${(((cpuSeconds(server.pid) - redisCpu0) * 1e6) / PAIRS).toFixed(1)} µs/pair`,
+        `redis-server CPU ${(((server.cpuSeconds() - redisCpu0) * 1e6) / PAIRS).toFixed(1)} µs/pair`,
     );
   } finally {
     redis.disconnect();

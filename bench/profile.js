@@ -12,16 +12,8 @@
 // redis-semaphore, floor. Prints µs per pair; redis-server's CPU time is reported separately
 // (from /proc) so the client's share of the work can be told apart.
 
-const fs = require('node:fs');
 const { RedisServer } = require('./lib/redis-server');
 const libs = require('./lib/libs');
-
-function cpuSeconds(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
-  return ticks / 100;
-}
 
 async function main() {
   const lib = process.argv[2] || 'redfour-native';
@@ -34,7 +26,7 @@ async function main() {
   try {
     const lock = await libs.open(lib, server.url, options);
     for (let i = 0; i < 1000; i++) await lock.release(await lock.acquire(`w${i}`, 10000));
-    const serverCpu0 = cpuSeconds(server.pid);
+    const serverCpu0 = server.cpuSeconds();
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     let next = 0;
@@ -48,7 +40,7 @@ async function main() {
     );
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = process.cpuUsage(cpu0);
-    const serverCpu = cpuSeconds(server.pid) - serverCpu0;
+    const serverCpu = server.cpuSeconds() - serverCpu0;
     console.log(
       `${lib}: ${pairs} pairs, ${loops} loop(s): ${((seconds * 1e6) / pairs).toFixed(1)} µs/pair wall, ` +
         `${Math.round(pairs / seconds)} pairs/s; node CPU ${(((cpu.user + cpu.system) / pairs)).toFixed(1)} µs/pair ` +

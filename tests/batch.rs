@@ -19,30 +19,13 @@ async fn admin(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// Script calls (EVALSHA and EVAL) the server has run so far.
-async fn script_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    stats
-        .lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .map(|line| {
-            let calls = line.split("calls=").nth(1).unwrap();
-            calls.split(',').next().unwrap().parse::<u64>().unwrap()
-        })
-        .sum()
-}
-
 #[tokio::test]
 async fn calls_made_together_share_script_calls_and_keep_their_own_results() {
     let server = RedisServer::start();
     let lock = lock(&server);
     let mut conn = admin(&server).await;
     lock.acquire("warm-up", 1_000).await.unwrap();
-    let before = script_calls(&mut conn).await;
+    let before = server.script_calls().await;
 
     // Two acquires of each of 100 ids, all at once: one of each pair wins.
     let ids: Vec<String> = (0..100).map(|i| format!("id{i}")).collect();
@@ -65,7 +48,7 @@ async fn calls_made_together_share_script_calls_and_keep_their_own_results() {
     distinct.sort_unstable();
     distinct.dedup();
     assert_eq!(distinct.len(), 100, "every grant has its own index");
-    let used = script_calls(&mut conn).await - before;
+    let used = server.script_calls().await - before;
     assert!(
         used < 50,
         "200 acquires made together took {used} script calls"
@@ -130,7 +113,7 @@ async fn one_calls_error_does_not_fail_the_calls_batched_with_it() {
         .unwrap();
     let ids: Vec<String> = (0..20).map(|i| format!("id{i}")).collect();
     let held = join_all(ids.iter().map(|id| lock.acquire(id, 10_000))).await;
-    let before = script_calls(&mut conn).await;
+    let before = server.script_calls().await;
     let mut releases: Vec<_> = ids
         .iter()
         .zip(&held)
@@ -138,7 +121,7 @@ async fn one_calls_error_does_not_fail_the_calls_batched_with_it() {
         .collect();
     releases.insert(10, lock.release("not-a-lock", 1));
     let mut results = join_all(releases).await;
-    assert!(script_calls(&mut conn).await - before < 21, "batched");
+    assert!(server.script_calls().await - before < 21, "batched");
     let failed = results.remove(10);
     assert!(
         matches!(&failed, Err(LockError::Redis { message, transient: false }) if message.contains("WRONGTYPE")),

@@ -286,6 +286,14 @@ async function openFloor(url, { publishOnly = false } = {}) {
   };
 }
 
+/** The Lua text of redfour-native's script `name` (`pub const NAME: &str = r#"..."#;` in scripts.rs). */
+function scriptSource(name) {
+  const text = require('node:fs').readFileSync(path.join(ROOT, 'src', 'core', 'scripts.rs'), 'utf8');
+  const m = text.match(new RegExp(`pub const ${name}: &str = r#"([\\s\\S]*?)"#;`));
+  if (!m) throw new Error(`no script ${name} in scripts.rs`);
+  return m[1];
+}
+
 /**
  * An experiment for bench/DIAGNOSIS.md, not a library: redfour-native's own acquire and release
  * scripts (read from src/core/scripts.rs, run with EVALSHA exactly as the core runs them, grant
@@ -294,20 +302,13 @@ async function openFloor(url, { publishOnly = false } = {}) {
  * Used by `bench/profile.js "our scripts, JS thread (prototype)"`; not in the tables.
  */
 async function openScriptsOnJsThread(url) {
-  const fs = require('node:fs');
   const crypto = require('node:crypto');
   const { RawConnection } = require('./raw');
-  const text = fs.readFileSync(path.join(ROOT, 'src', 'core', 'scripts.rs'), 'utf8');
-  const source = (name) => {
-    const m = text.match(new RegExp(`pub const ${name}: &str = r#"([\\s\\S]*?)"#;`));
-    if (!m) throw new Error(`no script ${name} in scripts.rs`);
-    return m[1];
-  };
   const sha = (body) => crypto.createHash('sha1').update(body).digest('hex');
   const conn = new RawConnection(Number(new URL(url).port));
   await conn.ready;
-  const acquire = source('ACQUIRE');
-  const release = source('RELEASE');
+  const acquire = scriptSource('ACQUIRE');
+  const release = scriptSource('RELEASE');
   await conn.command('SCRIPT', 'LOAD', acquire);
   await conn.command('SCRIPT', 'LOAD', release);
   const acquireSha = sha(acquire);
@@ -427,4 +428,4 @@ function version(name) {
   }
 }
 
-module.exports = { LIBS, PEERS, WAITERS, NAMESPACE, POLL_MS, open, openTopology, version, requireIoredis, FLOOR_SCRIPT, PUBLISH_FLOOR };
+module.exports = { LIBS, PEERS, WAITERS, NAMESPACE, POLL_MS, open, openTopology, version, requireIoredis, scriptSource, FLOOR_SCRIPT, PUBLISH_FLOOR };

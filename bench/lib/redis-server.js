@@ -121,6 +121,13 @@ class RedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** CPU time (user + system, seconds) redis-server has used so far, from /proc. */
+  cpuSeconds() {
+    const stat = fs.readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks
+  }
+
   async stop() {
     if (!this.proc) return;
     const exited = new Promise((resolve) => {

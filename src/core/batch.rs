@@ -33,7 +33,7 @@
 use crate::core::scripts::{StaticScript, ACQUIRE, ACQUIRE_SCRIPT, RELEASE, RELEASE_SCRIPT};
 use crate::core::scripts::{RENEW, RENEW_SCRIPT};
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{Arg, Cmd, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value};
+use redis::{Arg, Cmd, RedisError, RedisFuture, RedisResult, Value};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, LazyLock, Mutex};
 use tokio::sync::oneshot;
@@ -93,10 +93,10 @@ return replies
     StaticScript::new(Box::leak(source.into_boxed_str()))
 });
 
-/// One queued call: the command as it would have been sent alone, its keys and arguments for
-/// a batch, and where its reply goes.
+/// One queued call: its script, its keys and arguments as the caller gave them (a batch pads
+/// them when it encodes them), and where its reply goes.
 struct Call {
-    alone: Cmd,
+    script: &'static StaticScript,
     tag: &'static str,
     keys: Vec<Vec<u8>>,
     args: Vec<Vec<u8>>,
@@ -111,47 +111,67 @@ fn args(cmd: &Cmd) -> impl Iterator<Item = Option<&[u8]>> {
     })
 }
 
-/// The batch tag of `cmd`'s script, if it is an EVALSHA of a batchable one.
-fn tag(cmd: &Cmd) -> Option<&'static str> {
+/// The script of `cmd` and its batch tag, if `cmd` is an EVALSHA of a batchable one.
+fn batchable(cmd: &Cmd) -> Option<(&'static StaticScript, &'static str)> {
     let mut args = args(cmd);
     if !args.next()??.eq_ignore_ascii_case(b"EVALSHA") {
         return None;
     }
     let hash = args.next()??;
-    let (_, tag) = BATCHABLE
+    BATCHABLE
         .iter()
-        .find(|(script, _)| script.hash().as_bytes() == hash)?;
-    Some(tag)
+        .find(|(script, _)| script.hash().as_bytes() == hash)
+        .copied()
 }
 
 impl Call {
-    /// The call of the batchable `cmd`, tagged `tag`.
-    fn of(cmd: &Cmd, tag: &'static str) -> Option<(Call, oneshot::Receiver<RedisResult<Value>>)> {
+    /// The call of `cmd`, an EVALSHA of `script` (tagged `tag`).
+    fn of(
+        cmd: &Cmd,
+        (script, tag): (&'static StaticScript, &'static str),
+    ) -> Option<(Call, oneshot::Receiver<RedisResult<Value>>)> {
         let mut args = args(cmd).skip(2);
         let key_count: usize = std::str::from_utf8(args.next()??).ok()?.parse().ok()?;
         let mut rest = args
             .collect::<Option<Vec<_>>>()?
             .into_iter()
             .map(<[u8]>::to_vec);
-        let mut keys: Vec<Vec<u8>> = rest.by_ref().take(key_count).collect();
-        let values: Vec<Vec<u8>> = rest.collect();
-        if keys.is_empty() || keys.len() > KEYS_PER_CALL || values.len() > ARGS_PER_CALL {
+        let keys: Vec<Vec<u8>> = rest.by_ref().take(key_count).collect();
+        let args: Vec<Vec<u8>> = rest.collect();
+        if keys.is_empty() || keys.len() > KEYS_PER_CALL || args.len() > ARGS_PER_CALL {
             return None;
         }
-        while keys.len() < KEYS_PER_CALL {
-            keys.push(keys[0].clone());
-        }
-        let mut padded = values;
-        padded.resize(ARGS_PER_CALL, Vec::new());
         let (reply, replied) = oneshot::channel();
         let call = Call {
-            alone: cmd.clone(),
+            script,
             tag,
             keys,
-            args: padded,
+            args,
             reply,
         };
         Some((call, replied))
+    }
+
+    /// The call sent on its own: its script's EVALSHA, as the caller made it.
+    fn alone(&self) -> Cmd {
+        let mut cmd = Cmd::new();
+        cmd.arg("EVALSHA")
+            .arg(self.script.hash())
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+
+    /// Its two keys in a batch (the first again when it has one).
+    fn padded_keys(&self) -> [&[u8]; KEYS_PER_CALL] {
+        [&self.keys[0], self.keys.get(1).unwrap_or(&self.keys[0])]
+    }
+
+    /// Its four arguments in a batch (empty ones after its own).
+    fn padded_args(&self) -> impl Iterator<Item = &[u8]> {
+        let none: &[u8] = &[];
+        (0..ARGS_PER_CALL).map(move |i| self.args.get(i).map_or(none, Vec::as_slice))
     }
 }
 
@@ -228,30 +248,17 @@ impl Batcher {
 async fn send(mut calls: Vec<Call>, mut conn: ConnectionManager, _in_flight: InFlight) {
     if calls.len() <= 1 {
         if let Some(call) = calls.pop() {
-            let reply = conn.req_packed_command(&call.alone).await;
+            let reply = conn.req_packed_command(&call.alone()).await;
             let _ = call.reply.send(reply);
         }
         return;
     }
-    let command = |name: &str, body: &str| {
-        let mut cmd = Cmd::new();
-        cmd.arg(name).arg(body).arg(calls.len() * KEYS_PER_CALL);
-        for call in &calls {
-            cmd.arg(&call.keys);
-        }
-        for call in &calls {
-            cmd.arg(call.tag).arg(&call.args);
-        }
-        cmd
-    };
-    let mut reply = conn
-        .req_packed_command(&command("EVALSHA", BATCH.hash()))
-        .await;
-    if is_noscript(&reply) {
-        reply = conn
-            .req_packed_command(&command("EVAL", BATCH.source()))
-            .await;
-    }
+    let keys: Vec<&[u8]> = calls.iter().flat_map(Call::padded_keys).collect();
+    let args: Vec<&[u8]> = calls
+        .iter()
+        .flat_map(|call| std::iter::once(call.tag.as_bytes()).chain(call.padded_args()))
+        .collect();
+    let reply = BATCH.run_value(&mut conn, &keys, &args).await;
     match reply {
         Ok(Value::Array(replies)) if replies.len() == calls.len() => {
             for (call, reply) in calls.into_iter().zip(replies) {
@@ -270,14 +277,6 @@ async fn send(mut calls: Vec<Call>, mut conn: ConnectionManager, _in_flight: InF
                 let _ = call.reply.send(Err(copy(&err)));
             }
         }
-    }
-}
-
-fn is_noscript(reply: &RedisResult<Value>) -> bool {
-    match reply {
-        Ok(Value::ServerError(err)) => err.kind() == Some(ServerErrorKind::NoScript),
-        Err(err) => err.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript),
-        Ok(_) => false,
     }
 }
 
@@ -308,7 +307,7 @@ pub struct Batched<'a> {
 
 impl ConnectionLike for Batched<'_> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let Some(tag) = tag(cmd) else {
+        let Some(script) = batchable(cmd) else {
             return self.conn.req_packed_command(cmd);
         };
         if let Some(in_flight) = self.batcher.alone() {
@@ -318,7 +317,7 @@ impl ConnectionLike for Batched<'_> {
                 reply
             });
         }
-        let Some((call, replied)) = Call::of(cmd, tag) else {
+        let Some((call, replied)) = Call::of(cmd, script) else {
             // Not the shape our scripts are called with: sent as it is.
             return self.conn.req_packed_command(cmd);
         };
@@ -376,6 +375,7 @@ mod tests {
                 .arg("");
             cmd
         };
+        let tag = |cmd: &Cmd| batchable(cmd).map(|(_, tag)| tag);
         assert_eq!(tag(&evalsha(ACQUIRE_SCRIPT.hash())), Some("a"));
         assert_eq!(tag(&evalsha(RELEASE_SCRIPT.hash())), Some("r"));
         assert_eq!(tag(&evalsha(RENEW_SCRIPT.hash())), Some("n"));
@@ -384,12 +384,33 @@ mod tests {
         let mut eval = redis::cmd("EVAL");
         eval.arg(ACQUIRE).arg(0);
         assert_eq!(tag(&eval), None, "the NOSCRIPT fallback goes as it is");
-        let (call, _) = Call::of(&evalsha(ACQUIRE_SCRIPT.hash()), "a").unwrap();
+        let cmd = evalsha(ACQUIRE_SCRIPT.hash());
+        let (call, _) = Call::of(&cmd, batchable(&cmd).unwrap()).unwrap();
         assert_eq!(call.keys, [b"ns:a".to_vec(), b"nsindex".to_vec()]);
+        let padded: Vec<&[u8]> = call.padded_args().collect();
         assert_eq!(
-            call.args,
-            [b"1000".to_vec(), b"7".to_vec(), Vec::new(), Vec::new()],
+            padded,
+            [&b"1000"[..], b"7", b"", b""],
             "padded to four values"
+        );
+        assert_eq!(
+            call.alone().get_packed_command(),
+            cmd.get_packed_command(),
+            "alone, it is sent exactly as the caller made it"
+        );
+        // One key: the batch gives the script its first key again as the second.
+        let mut renew = redis::cmd("EVALSHA");
+        renew
+            .arg(RENEW_SCRIPT.hash())
+            .arg(1)
+            .arg("ns:a")
+            .arg(3)
+            .arg(1000);
+        let (call, _) = Call::of(&renew, batchable(&renew).unwrap()).unwrap();
+        assert_eq!(call.padded_keys(), [&b"ns:a"[..], b"ns:a"]);
+        assert_eq!(
+            call.alone().get_packed_command(),
+            renew.get_packed_command()
         );
     }
 }

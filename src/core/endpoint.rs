@@ -2,7 +2,7 @@
 //! connection, shared by every `Lock` with the same URL and timeouts (100 Lock instances still
 //! open two sockets). Connections are opened on first use and reopened after failures.
 
-use crate::core::batch::Batcher;
+use crate::core::batch::{Batched, Batcher};
 use crate::core::error::{LockError, Result};
 use crate::core::lock::{Acquired, Released, Renewed, Replication};
 use crate::core::scripts::{self, Announce, Seat, ACQUIRE_SCRIPT};
@@ -481,15 +481,17 @@ impl Endpoint {
     /// (its `timeout` setting, CLIENT KILL, a proxy) is only found dead by the next request,
     /// which is then tried once more, on the connection the manager reopens. The same error can
     /// also mean Redis ran the request and the reply was lost, so every `op` must be safe to
-    /// repeat: acquire names its attempt, release and renew are idempotent.
-    async fn with_connection<T, F, Fut>(&self, op: F) -> Result<T>
+    /// repeat: acquire names its attempt, release and renew are idempotent. `op` gets the
+    /// connection with its script calls batched (batch.rs).
+    async fn with_connection<'a, T, F, Fut>(&'a self, op: F) -> Result<T>
     where
-        F: Fn(ConnectionManager, bool) -> Fut,
+        F: Fn(Batched<'a>, bool) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        match op(self.connection().await?, false).await {
+        let batched = |conn| self.batcher.wrap(conn);
+        match op(batched(self.connection().await?), false).await {
             Err(LockError::Redis { message, .. }) if is_dropped(&message) => {
-                op(self.connection().await?, true).await
+                op(batched(self.connection().await?), true).await
             }
             other => other,
         }
@@ -529,8 +531,7 @@ impl Endpoint {
         seat: Option<Seat>,
     ) -> impl std::future::Future<Output = Result<(Acquired, bool)>> + 'a {
         // One name for both tries: a retry after a lost reply recognises its own grant or seat.
-        self.with_connection(move |conn, retry| async move {
-            let mut conn = self.batcher.wrap(conn);
+        self.with_connection(move |mut conn, retry| async move {
             scripts::acquire(&mut conn, key, counter_key, ttl_ms, name, seat, retry).await
         })
     }
@@ -543,8 +544,7 @@ impl Endpoint {
         channel: &str,
         announce: Announce<'_>,
     ) -> Result<Released> {
-        self.with_connection(|conn, _| async move {
-            let mut conn = self.batcher.wrap(conn);
+        self.with_connection(|mut conn, _| async move {
             scripts::release(&mut conn, key, index, channel, announce).await
         })
         .await
@@ -552,8 +552,7 @@ impl Endpoint {
 
     /// Sets the TTL of `key` if it is still held under `index`.
     pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
-        self.with_connection(|conn, _| async move {
-            let mut conn = self.batcher.wrap(conn);
+        self.with_connection(|mut conn, _| async move {
             scripts::renew(&mut conn, key, index, ttl_ms).await
         })
         .await

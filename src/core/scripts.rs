@@ -26,7 +26,7 @@
 use crate::core::error::Result;
 use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
 use redis::aio::ConnectionLike;
-use redis::{Cmd, FromRedisValue, ServerErrorKind, ToRedisArgs};
+use redis::{Cmd, FromRedisValue, ServerErrorKind, ToRedisArgs, Value};
 use std::sync::OnceLock;
 use tokio::time::Instant;
 
@@ -217,17 +217,34 @@ impl StaticScript {
         keys: &[&str],
         args: impl ToRedisArgs,
     ) -> redis::RedisResult<T> {
+        let reply = self.run_value(conn, keys, args).await?;
+        Ok(redis::from_redis_value(reply.extract_error()?)?)
+    }
+
+    /// [`Self::run`]'s reply as it came: error replies stay values (`Value::ServerError`), at
+    /// the top or inside an array, so a batch's calls each get their own; `Err` is a failed
+    /// connection.
+    pub async fn run_value(
+        &self,
+        conn: &mut impl ConnectionLike,
+        keys: &[impl ToRedisArgs],
+        args: impl ToRedisArgs,
+    ) -> redis::RedisResult<Value> {
         let call = |name: &str, body: &str| {
             let mut cmd = Cmd::new();
             cmd.arg(name).arg(body).arg(keys.len()).arg(keys).arg(&args);
             cmd
         };
-        match call("EVALSHA", self.hash()).query_async(conn).await {
-            Err(err) if err.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => {
-                call("EVAL", self.source).query_async(conn).await
-            }
-            other => other,
+        let is_noscript = |reply: &redis::RedisResult<Value>| match reply {
+            Ok(Value::ServerError(err)) => err.kind() == Some(ServerErrorKind::NoScript),
+            Err(err) => err.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript),
+            Ok(_) => false,
+        };
+        let reply = conn.req_packed_command(&call("EVALSHA", self.hash())).await;
+        if is_noscript(&reply) {
+            return conn.req_packed_command(&call("EVAL", self.source)).await;
         }
+        reply
     }
 }
 
