@@ -431,9 +431,15 @@ impl NativeLock {
         let lock = self.lock.clone();
         spawn(env, async move {
             let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;
-            let lease = got
-                .success
-                .then(|| Arc::new(Lease::start(&lock, &id, got.index, got.sent_at, options)));
+            let lease = got.success.then(|| {
+                Arc::new(Lease::start(
+                    &lock,
+                    &id,
+                    got.index,
+                    got.valid_until,
+                    options,
+                ))
+            });
             Ok(NativeLease {
                 outcome: WaitAcquireOutcome {
                     success: got.success,

@@ -164,3 +164,37 @@ async fn calls_made_together_run_in_the_order_they_were_made() {
         assert_eq!(won, [true, false, false], "round {round}");
     }
 }
+
+#[tokio::test]
+async fn a_script_not_yet_loaded_keeps_its_place_in_line() {
+    // The acquire script is loaded (an acquire ran) and the release script is not: a release and
+    // an acquire of the same id made together must run in that order. Sent as EVALSHA, the
+    // release was answered NOSCRIPT and sent again by EVAL behind the acquire, which then found
+    // the lock still held.
+    let server = RedisServer::start();
+    let lock = lock(&server);
+    for round in 0..10 {
+        let mut conn = admin(&server).await;
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // After a flush the library only learns of it from a NOSCRIPT: one call finds out.
+        lock.acquire(&format!("warm{round}"), 1_000).await.unwrap();
+        let id = format!("k{round}");
+        let held = lock.acquire(&id, 10_000).await.unwrap();
+        assert!(held.success);
+        let (released, again) =
+            tokio::join!(lock.release(&id, held.index), lock.acquire(&id, 10_000));
+        assert_eq!(
+            released.unwrap().result,
+            ReleaseResult::Released,
+            "round {round}"
+        );
+        assert!(
+            again.unwrap().success,
+            "round {round}: the acquire overtook the release"
+        );
+    }
+}

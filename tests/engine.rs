@@ -287,7 +287,7 @@ fn bad_urls_and_ttls_are_invalid_arguments() {
 #[tokio::test]
 async fn more_waiters_than_attempts_in_flight_all_get_their_locks() {
     // Waiters' attempts are limited per Lock (WAIT_ATTEMPTS_IN_FLIGHT, 128): 1,000 waiters on
-    // distinct held ids must still all take their seats and get their locks on release, and
+    // distinct held ids must still all get their locks on release, and
     // a burst of them must not hold up a plain acquire.
     let server = RedisServer::start();
     let holder = lock(&server, "many");
@@ -317,4 +317,42 @@ async fn more_waiters_than_attempts_in_flight_all_get_their_locks() {
         let got = wait.await.unwrap().unwrap();
         assert!(got.success && !got.immediate, "{got:?}");
     }
+}
+
+#[tokio::test]
+async fn a_grant_found_again_after_a_lost_reply_counts_only_what_is_left() {
+    // An attempt sent again under its name (its first reply was lost) finds its own grant: the
+    // lease it reports must end when Redis's does, not a whole TTL after the second send.
+    let server = RedisServer::start();
+    let mut conn = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys = ("late:k", "lateindex");
+    let first = redfour_native::core::scripts::acquire(&mut conn, keys.0, keys.1, 1_000, "n1")
+        .await
+        .unwrap();
+    assert!(first.success);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let again = redfour_native::core::scripts::acquire(&mut conn, keys.0, keys.1, 1_000, "n1")
+        .await
+        .unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(keys.0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(again.success && again.index == first.index);
+    assert!(again.ttl <= 400, "reported {} ms left", again.ttl);
+    let redis_ends = tokio::time::Instant::now() + Duration::from_millis(pttl as u64 + 2);
+    assert!(
+        again.valid_until <= redis_ends,
+        "the lease outlives the key"
+    );
+    // Another name is just another client: held.
+    let other = redfour_native::core::scripts::acquire(&mut conn, keys.0, keys.1, 1_000, "n2")
+        .await
+        .unwrap();
+    assert!(!other.success);
 }

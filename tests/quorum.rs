@@ -157,3 +157,85 @@ async fn a_frozen_node_does_not_stall_acquisitions_and_tokens_keep_growing() {
     }
     nodes[4].resume();
 }
+
+#[tokio::test]
+async fn an_undo_reaches_a_node_that_answered_late_and_takes_back_only_its_own_grant() {
+    let nodes = servers(3);
+    let lock = quorum(&nodes);
+    // Somebody holds the lock on two nodes; the third is frozen while we try, so its vote comes
+    // too late to count, but it still grants us the lock when it wakes.
+    for node in &nodes[..2] {
+        let single = Lock::new(&node.url(), "q", Timeouts::default()).unwrap();
+        assert!(single.acquire("late", 30_000).await.unwrap().success);
+    }
+    // Connected to every node first: the attempt reaches the frozen node, which runs it later.
+    assert!(lock.acquire("warm", 1_000).await.unwrap().success);
+    nodes[2].pause();
+    let got = lock.acquire("late", 30_000).await.unwrap();
+    nodes[2].resume();
+    assert!(!got.success);
+    let mut conn = nodes[2]
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut exists = 1;
+    for _ in 0..100 {
+        exists = redis::cmd("EXISTS")
+            .arg("q:late")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if exists == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(exists, 0, "the late node's grant was taken back");
+    // The other nodes' lock is somebody else's: untouched by our undo.
+    for node in &nodes[..2] {
+        let mut conn = node
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let index: Option<i64> = redis::cmd("HGET")
+            .arg("q:late")
+            .arg("index")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(index, Some(1), "the holder's lock is still there");
+    }
+}
+
+#[tokio::test]
+async fn an_undo_leaves_another_attempts_lock_alone_whatever_its_index() {
+    use redfour_native::core::endpoint::Endpoint;
+    let nodes = servers(1);
+    let node = Endpoint::shared(&nodes[0].url(), &Timeouts::default().into()).unwrap();
+    let mut conn = nodes[0]
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Another holder's committed lock, under the very index our attempt would have used.
+    let _: () = redis::cmd("HSET")
+        .arg("q:k")
+        .arg("index")
+        .arg(7)
+        .arg("attempt")
+        .arg("another")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!node.undo("q:k", "ours", "").await.unwrap());
+    let index: Option<i64> = redis::cmd("HGET")
+        .arg("q:k")
+        .arg("index")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(index, Some(7));
+    assert!(node.undo("q:k", "another", "").await.unwrap());
+}

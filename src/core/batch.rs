@@ -18,8 +18,14 @@
 //! call into an empty queue spawns a flush that waits for the runtime's other ready tasks
 //! (`yield_now`), so the calls made in the same turn join it, and a full queue goes at once.
 //! Two or more calls go as one call of [`BATCH`], which runs each one's script body in its own
-//! `pcall` (one call's error stays its own) and returns their replies in order. Anything else
-//! (EVAL after NOSCRIPT, other commands) passes straight through.
+//! `pcall` (one call's error stays its own) and returns their replies in order. Other commands
+//! pass straight through.
+//!
+//! Order across NOSCRIPT: a script is sent by EVAL (which loads it) until a reply shows it is
+//! loaded on this connection, and again after NOSCRIPT or a failed connection (which may be a
+//! restarted server), so a call is never answered NOSCRIPT and sent again behind calls that were
+//! made after it. The one window left is a SCRIPT FLUSH on the server while EVALSHA calls are in
+//! flight: each is sent again by EVAL as its NOSCRIPT comes back.
 //!
 //! Semantics do not change: every call runs the same script body with the same keys and
 //! arguments, atomically, in the order the calls were made; a batch is only several of those
@@ -30,11 +36,12 @@
 //! (single-server, sentinel, and each node of quorum mode), where any keys may share a script;
 //! cluster mode sends each call on its own.
 
-use crate::core::scripts::{StaticScript, ACQUIRE, ACQUIRE_SCRIPT, RELEASE, RELEASE_SCRIPT};
+use crate::core::scripts::RELEASE_SCRIPT;
+use crate::core::scripts::{is_noscript, StaticScript, ACQUIRE, ACQUIRE_SCRIPT, RELEASE};
 use crate::core::scripts::{RENEW, RENEW_SCRIPT};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Arg, Cmd, RedisError, RedisFuture, RedisResult, Value};
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, LazyLock, Mutex};
 use tokio::sync::oneshot;
 
@@ -53,10 +60,10 @@ const BATCHABLE: [(&StaticScript, &str); 3] = [
 /// Keys and arguments per call in a batch: calls with fewer are padded (the scripts never read
 /// past their own).
 const KEYS_PER_CALL: usize = 2;
-const ARGS_PER_CALL: usize = 4;
+const ARGS_PER_CALL: usize = 3;
 
 /// Runs several calls of the acquire, release and renew scripts in one: KEYS holds two keys per
-/// call, ARGV five values per call (the script's tag, then its four arguments). Built once from
+/// call, ARGV four values per call (the script's tag, then its three arguments). Built once from
 /// the scripts' own text, each body becoming a function of its keys and arguments; no value
 /// ever enters the source.
 pub static BATCH: LazyLock<StaticScript> = LazyLock::new(|| {
@@ -68,7 +75,7 @@ pub static BATCH: LazyLock<StaticScript> = LazyLock::new(|| {
         for i in 1..=ARGS_PER_CALL {
             body = body.replace(&format!("ARGV[{i}]"), &format!("A{i}"));
         }
-        format!("local function {name}(K1, K2, A1, A2, A3, A4)\n{body}\nend\n")
+        format!("local function {name}(K1, K2, A1, A2, A3)\n{body}\nend\n")
     };
     let source = format!(
         "{}{}{}{}",
@@ -79,9 +86,9 @@ pub static BATCH: LazyLock<StaticScript> = LazyLock::new(|| {
 local scripts = {a = acquire, r = release, n = renew}
 local replies = {}
 for i = 1, #KEYS / 2 do
-  local a = (i - 1) * 5
+  local a = (i - 1) * 4
   local ok, reply = pcall(scripts[ARGV[a + 1]], KEYS[2 * i - 1], KEYS[2 * i],
-    ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+    ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
   if not ok then
     reply = redis.error_reply(type(reply) == "table" and reply.err or tostring(reply))
   end
@@ -168,7 +175,7 @@ impl Call {
         [&self.keys[0], self.keys.get(1).unwrap_or(&self.keys[0])]
     }
 
-    /// Its four arguments in a batch (empty ones after its own).
+    /// Its three arguments in a batch (empty ones after its own).
     fn padded_args(&self) -> impl Iterator<Item = &[u8]> {
         let none: &[u8] = &[];
         (0..ARGS_PER_CALL).map(move |i| self.args.get(i).map_or(none, Vec::as_slice))
@@ -181,6 +188,66 @@ pub struct Batcher {
     queue: Arc<Mutex<Vec<Call>>>,
     /// Script calls (batched or alone) sent and not answered yet.
     in_flight: Arc<AtomicUsize>,
+    loaded: Arc<Loaded>,
+}
+
+/// The scripts known to be loaded on the connection: one bit each, by place in [`BATCHABLE`],
+/// then [`BATCH`]'s.
+#[derive(Default)]
+struct Loaded(AtomicU32);
+
+impl Loaded {
+    fn bit(script: &StaticScript) -> u32 {
+        let place = BATCHABLE
+            .iter()
+            .position(|(known, _)| std::ptr::eq(*known, script))
+            .unwrap_or(BATCHABLE.len());
+        1 << place
+    }
+
+    fn has(&self, script: &StaticScript) -> bool {
+        self.0.load(SeqCst) & Self::bit(script) != 0
+    }
+
+    /// Learns from a reply: any answer means the script is loaded now; a failed connection may
+    /// be followed by a reconnect to a server that never saw it (or no longer does).
+    fn note(&self, script: &StaticScript, reply: &RedisResult<Value>) {
+        match reply {
+            Ok(_) => self.0.fetch_or(Self::bit(script), SeqCst),
+            Err(_) => self.0.swap(0, SeqCst),
+        };
+    }
+
+    fn forget_all(&self) {
+        self.0.store(0, SeqCst);
+    }
+}
+
+/// Sends `cmd`, an EVALSHA of `script`: as EVAL instead while the script is not known to be
+/// loaded on `conn`, and again as EVAL after NOSCRIPT (the server lost every script: restart,
+/// failover, SCRIPT FLUSH), so what was loaded is forgotten.
+async fn run(
+    conn: &mut ConnectionManager,
+    loaded: &Loaded,
+    script: &StaticScript,
+    cmd: &Cmd,
+) -> RedisResult<Value> {
+    if loaded.has(script) {
+        let reply = conn.req_packed_command(cmd).await;
+        if !is_noscript(&reply) {
+            loaded.note(script, &reply);
+            return reply;
+        }
+        loaded.forget_all();
+    }
+    let mut eval = Cmd::new();
+    eval.arg("EVAL").arg(script.source());
+    for arg in args(cmd).skip(2).flatten() {
+        eval.arg(arg);
+    }
+    let reply = conn.req_packed_command(&eval).await;
+    loaded.note(script, &reply);
+    reply
 }
 
 /// Counts a script call in flight while it lives (a dropped call stops counting too).
@@ -226,6 +293,7 @@ impl Batcher {
         if queue.len() == 1 {
             let queue = self.queue.clone();
             let in_flight = self.in_flight.clone();
+            let loaded = self.loaded.clone();
             let conn = conn.clone();
             tokio::spawn(async move {
                 tokio::task::yield_now().await;
@@ -235,20 +303,27 @@ impl Batcher {
                     let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
                     (std::mem::take(&mut *queue), InFlight::new(&in_flight))
                 };
-                send(calls, conn, in_flight).await;
+                send(calls, conn, &loaded, in_flight).await;
             });
         } else if queue.len() >= MAX_BATCH {
             let calls = std::mem::take(&mut *queue);
-            tokio::spawn(send(calls, conn.clone(), InFlight::new(&self.in_flight)));
+            let (conn, loaded) = (conn.clone(), self.loaded.clone());
+            let in_flight = InFlight::new(&self.in_flight);
+            tokio::spawn(async move { send(calls, conn, &loaded, in_flight).await });
         }
     }
 }
 
 /// Sends `calls` (in order) and hands each its reply.
-async fn send(mut calls: Vec<Call>, mut conn: ConnectionManager, _in_flight: InFlight) {
+async fn send(
+    mut calls: Vec<Call>,
+    mut conn: ConnectionManager,
+    loaded: &Loaded,
+    _in_flight: InFlight,
+) {
     if calls.len() <= 1 {
         if let Some(call) = calls.pop() {
-            let reply = conn.req_packed_command(&call.alone()).await;
+            let reply = run(&mut conn, loaded, call.script, &call.alone()).await;
             let _ = call.reply.send(reply);
         }
         return;
@@ -258,7 +333,14 @@ async fn send(mut calls: Vec<Call>, mut conn: ConnectionManager, _in_flight: InF
         .iter()
         .flat_map(|call| std::iter::once(call.tag.as_bytes()).chain(call.padded_args()))
         .collect();
-    let reply = BATCH.run_value(&mut conn, &keys, &args).await;
+    let mut batch = Cmd::new();
+    batch
+        .arg("EVALSHA")
+        .arg(BATCH.hash())
+        .arg(keys.len())
+        .arg(&keys)
+        .arg(&args);
+    let reply = run(&mut conn, loaded, &BATCH, &batch).await;
     match reply {
         Ok(Value::Array(replies)) if replies.len() == calls.len() => {
             for (call, reply) in calls.into_iter().zip(replies) {
@@ -312,7 +394,7 @@ impl ConnectionLike for Batched<'_> {
         };
         if let Some(in_flight) = self.batcher.alone() {
             return Box::pin(async move {
-                let reply = self.conn.req_packed_command(cmd).await;
+                let reply = run(&mut self.conn, &self.batcher.loaded, script.0, cmd).await;
                 drop(in_flight);
                 reply
             });
@@ -359,7 +441,7 @@ mod tests {
         assert_eq!(functions.matches("local function ").count(), 3);
         assert!(!functions.contains("KEYS["), "a body still reads KEYS");
         assert!(!functions.contains("ARGV["), "a body still reads ARGV");
-        assert!(!functions.contains("K3") && !functions.contains("A5"));
+        assert!(!functions.contains("K3") && !functions.contains("A4"));
     }
 
     #[test]
@@ -371,8 +453,7 @@ mod tests {
                 .arg("ns:a")
                 .arg("nsindex")
                 .arg(1000)
-                .arg("7")
-                .arg("");
+                .arg("7");
             cmd
         };
         let tag = |cmd: &Cmd| batchable(cmd).map(|(_, tag)| tag);
@@ -388,11 +469,7 @@ mod tests {
         let (call, _) = Call::of(&cmd, batchable(&cmd).unwrap()).unwrap();
         assert_eq!(call.keys, [b"ns:a".to_vec(), b"nsindex".to_vec()]);
         let padded: Vec<&[u8]> = call.padded_args().collect();
-        assert_eq!(
-            padded,
-            [&b"1000"[..], b"7", b"", b""],
-            "padded to four values"
-        );
+        assert_eq!(padded, [&b"1000"[..], b"7", b""], "padded to three values");
         assert_eq!(
             call.alone().get_packed_command(),
             cmd.get_packed_command(),

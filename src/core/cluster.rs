@@ -19,7 +19,11 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// How often sharded subscriptions that failed are tried again.
+const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Cluster {
     client: redis::cluster::ClusterClient,
@@ -115,23 +119,15 @@ impl Cluster {
             key,
             counter_key,
             ttl_ms,
+            // Named, like every attempt: when redis-rs sends it again (a redirect, a lost
+            // reply), the script finds its own grant instead of reporting the lock held.
             &scripts::attempt_name(),
-            None,
-            false,
         )
         .await
-        .map(|(got, _)| got)
     }
 
     pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
-        scripts::release(
-            &mut self.connection().await?,
-            key,
-            index,
-            channel,
-            scripts::Announce::Sharded,
-        )
-        .await
+        scripts::release(&mut self.connection().await?, key, index, channel, true).await
     }
 
     pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
@@ -168,8 +164,26 @@ async fn subscribe(
     mut commands: mpsc::UnboundedReceiver<SubscriberCommand>,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
 ) {
+    // A refused or failed SSUBSCRIBE (a node down, a slot moving) is tried again on this beat.
+    let mut retry = tokio::time::interval(RESUBSCRIBE_EVERY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = retry.tick() => {
+                let Some(cluster) = cluster.upgrade() else { return };
+                let pending = cluster.waiters.unconfirmed();
+                if pending.is_empty() {
+                    continue;
+                }
+                let Ok(mut conn) = cluster.subscriber_connection().await else { continue };
+                for channel in pending {
+                    if conn.ssubscribe(&channel).await.is_ok() {
+                        cluster.waiters.set_subscribed(&channel, true);
+                    }
+                }
+                // A release may have gone by while the channel was not subscribed.
+                cluster.waiters.wake_all_heads();
+            }
             command = commands.recv() => {
                 let Some(command) = command else { return };
                 let Some(cluster) = cluster.upgrade() else { return };
@@ -206,8 +220,12 @@ async fn subscribe(
                     (PushKind::SUnsubscribe, [channel, ..]) => {
                         let Some(channel) = text(channel) else { continue };
                         if cluster.waiters.is_wanted(&channel) {
+                            // Unconfirmed until it works: the retry beat tries again if not.
+                            cluster.waiters.set_subscribed(&channel, false);
                             if let Ok(mut conn) = cluster.subscriber_connection().await {
-                                let _ = conn.ssubscribe(&channel).await;
+                                if conn.ssubscribe(&channel).await.is_ok() {
+                                    cluster.waiters.set_subscribed(&channel, true);
+                                }
                             }
                             cluster.waiters.wake_all_heads();
                         }

@@ -5,7 +5,7 @@
 use crate::core::batch::{Batched, Batcher};
 use crate::core::error::{LockError, Result};
 use crate::core::lock::{Acquired, Released, Renewed, Replication};
-use crate::core::scripts::{self, Announce, Seat, ACQUIRE_SCRIPT};
+use crate::core::scripts::{self, ACQUIRE_SCRIPT, UNDO_SCRIPT};
 use crate::core::subscriber;
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -327,14 +327,13 @@ impl Endpoint {
                 .arg(counter_key)
                 .arg(ttl_ms)
                 .arg(&name)
-                .arg("")
                 .cmd("WAIT")
                 .arg(replication.replicas)
                 .arg(wait_ms);
             pipe
         };
         let sent_at = Instant::now();
-        let answer: redis::RedisResult<((i64, i64, i64, i64), i64)> =
+        let answer: redis::RedisResult<((i64, i64, i64), i64)> =
             match pipeline("EVALSHA", ACQUIRE_SCRIPT.hash())
                 .query_async(&mut conn)
                 .await
@@ -348,7 +347,7 @@ impl Endpoint {
                 }
                 other => other,
             };
-        let ((success, index, ttl, _), acknowledged) = answer.map_err(|err| {
+        let ((success, index, ttl), acknowledged) = answer.map_err(|err| {
             let err = LockError::from(err);
             match err {
                 LockError::Redis {
@@ -362,11 +361,12 @@ impl Endpoint {
             }
         })?;
         let replicated = acknowledged >= i64::from(replication.replicas);
+        let got = Acquired::answered(success == 1 && replicated, index, ttl, sent_at);
         Ok(Acquired {
-            success: success == 1 && replicated,
+            // A grant too few replicas acknowledged keeps its index, for the caller to undo.
             index: if success == 1 { index } else { -1 },
             ttl: if success == 1 && !replicated { 0 } else { ttl },
-            sent_at,
+            ..got
         })
     }
 
@@ -485,74 +485,55 @@ impl Endpoint {
     /// connection with its script calls batched (batch.rs).
     async fn with_connection<'a, T, F, Fut>(&'a self, op: F) -> Result<T>
     where
-        F: Fn(Batched<'a>, bool) -> Fut,
+        F: Fn(Batched<'a>) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
         let batched = |conn| self.batcher.wrap(conn);
-        match op(batched(self.connection().await?), false).await {
+        match op(batched(self.connection().await?)).await {
             Err(LockError::Redis { message, .. }) if is_dropped(&message) => {
-                op(batched(self.connection().await?), true).await
+                op(batched(self.connection().await?)).await
             }
             other => other,
         }
     }
 
-    /// One acquire attempt on this server: redfour's script, keys `key` and `counter_key`.
-    pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
-        let name = scripts::attempt_name();
-        let (got, _) = self.attempt(key, counter_key, ttl_ms, &name, None).await?;
-        Ok(got)
-    }
-
-    /// One attempt of a waiting head named `token` (see `scripts::ACQUIRE`): takes the lock,
-    /// finds it granted to `token`, or takes (`Join`) or gives up (`Leave`) a seat in its queue.
-    /// Returns the attempt and whether the waiter now holds a seat.
-    pub async fn acquire_seated(
-        &self,
-        key: &str,
-        counter_key: &str,
-        ttl_ms: u64,
-        token: u64,
-        seat: Seat,
-    ) -> Result<(Acquired, bool)> {
-        let name = token.to_string();
-        self.attempt(key, counter_key, ttl_ms, &name, Some(seat))
-            .await
-    }
-
-    /// Both kinds of attempt. A plain function returning the connection's future, so it adds no
-    /// state of its own to every caller's future.
-    fn attempt<'a>(
+    /// One acquire attempt on this server: redfour's script, keys `key` and `counter_key`,
+    /// named `name` (a fresh `scripts::attempt_name()`; quorum mode gives every node the same).
+    /// A plain function returning the connection's future, so it adds no state of its own to
+    /// every caller's (and every waiter's) future.
+    pub fn acquire<'a>(
         &'a self,
         key: &'a str,
         counter_key: &'a str,
         ttl_ms: u64,
         name: &'a str,
-        seat: Option<Seat>,
-    ) -> impl std::future::Future<Output = Result<(Acquired, bool)>> + 'a {
-        // One name for both tries: a retry after a lost reply recognises its own grant or seat.
-        self.with_connection(move |mut conn, retry| async move {
-            scripts::acquire(&mut conn, key, counter_key, ttl_ms, name, seat, retry).await
+    ) -> impl std::future::Future<Output = Result<Acquired>> + 'a {
+        // One name for both tries: a retry after a lost reply recognises its own grant.
+        self.with_connection(move |mut conn| async move {
+            scripts::acquire(&mut conn, key, counter_key, ttl_ms, name).await
         })
     }
 
-    /// Releases `key` if held under `index`, announcing it on `channel` as `announce` says.
-    pub async fn release(
-        &self,
-        key: &str,
-        index: i64,
-        channel: &str,
-        announce: Announce<'_>,
-    ) -> Result<Released> {
-        self.with_connection(|mut conn, _| async move {
-            scripts::release(&mut conn, key, index, channel, announce).await
+    /// Releases `key` if held under `index`, publishing the key on `channel` (none if empty).
+    pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
+        self.with_connection(|mut conn| async move {
+            scripts::release(&mut conn, key, index, channel, false).await
+        })
+        .await
+    }
+
+    /// Quorum mode: deletes `key` if attempt `name` still holds it (see `scripts::UNDO`).
+    pub async fn undo(&self, key: &str, name: &str, channel: &str) -> Result<bool> {
+        self.with_connection(|mut conn| async move {
+            let undone: i64 = UNDO_SCRIPT.run(&mut conn, &[key], (name, channel)).await?;
+            Ok(undone == 1)
         })
         .await
     }
 
     /// Sets the TTL of `key` if it is still held under `index`.
     pub async fn renew(&self, key: &str, index: i64, ttl_ms: u64) -> Result<Renewed> {
-        self.with_connection(|mut conn, _| async move {
+        self.with_connection(|mut conn| async move {
             scripts::renew(&mut conn, key, index, ttl_ms).await
         })
         .await

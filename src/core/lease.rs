@@ -78,24 +78,23 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Starts renewing lock `id` held under `index`, granted by an attempt sent at `granted_at`.
-    /// Must be called inside the runtime.
+    /// Starts renewing lock `id` held under `index`, which Redis keeps until at least
+    /// `valid_until` (`Acquired::valid_until`: measured from when the deciding attempt was
+    /// sent). Must be called inside the runtime.
     pub fn start(
         lock: &Lock,
         id: &str,
         index: i64,
-        granted_at: Instant,
+        valid_until: Instant,
         options: LeaseOptions,
     ) -> Lease {
-        let (tx, state) = watch::channel(State::Held {
-            valid_until: granted_at + options.ttl,
-        });
+        let (tx, state) = watch::channel(State::Held { valid_until });
         let stop = CancellationToken::new();
         tokio::spawn(keep(
             lock.clone(),
             id.to_owned(),
             index,
-            granted_at,
+            valid_until,
             options,
             tx,
             stop.clone(),
@@ -140,15 +139,18 @@ async fn keep(
     lock: Lock,
     id: String,
     index: i64,
-    granted_at: Instant,
+    mut valid_until: Instant,
     options: LeaseOptions,
     state: watch::Sender<State>,
     stop: CancellationToken,
 ) {
     let ttl_ms = options.ttl.as_millis().max(1) as u64;
-    let hold_until = options.max_hold.map(|max| granted_at + max);
-    let mut valid_until = granted_at + options.ttl;
-    let mut next_renewal = granted_at + options.renew_every;
+    let hold_until = options.max_hold.map(|max| Instant::now() + max);
+    // The first renewal is due when as much is left as after a renewal's `renew_every`: at
+    // once for a grant found with less than that left.
+    let mut next_renewal = valid_until
+        .checked_sub(options.ttl.saturating_sub(options.renew_every))
+        .unwrap_or_else(Instant::now);
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     let end = |reason: Option<LostReason>| {
         state.send_replace(reason.map_or(State::Stopped, State::Lost));
@@ -176,7 +178,8 @@ async fn keep(
             };
         match renewed {
             Ok(r) if r.result == RenewResult::Renewed => {
-                valid_until = sent_at + options.ttl;
+                // What the renewal says it set (quorum mode: less its drift allowance).
+                valid_until = sent_at + Duration::from_millis(r.ttl.max(0) as u64).min(options.ttl);
                 next_renewal = sent_at + options.renew_every;
                 state.send_replace(State::Held { valid_until });
             }

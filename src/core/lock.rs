@@ -5,7 +5,7 @@ use crate::core::cluster::Cluster;
 use crate::core::endpoint::{Connect, Endpoint, Timeouts};
 use crate::core::error::{LockError, Result};
 use crate::core::quorum::Quorum;
-use crate::core::scripts::{Announce, Seat};
+use crate::core::scripts;
 use crate::core::waiters::{jitter, Registration, Waiters, Wake};
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -43,10 +43,26 @@ pub struct Acquired {
     pub success: bool,
     /// The fencing token on success, -1 otherwise.
     pub index: i64,
-    /// The granted TTL on success; the holder's remaining PTTL otherwise (-1: no expiry).
+    /// The granted TTL on success (what was left of it, if the grant was found after a lost
+    /// reply); the holder's remaining PTTL otherwise (-1: no expiry).
     pub ttl: i64,
-    /// When the attempt was sent: a grant's lease runs out no earlier than `sent_at + ttl`.
-    pub sent_at: Instant,
+    /// On success, an instant before which Redis keeps the lock for us: measured from when the
+    /// deciding attempt was *sent* (Redis granted it no earlier), never from when the answer
+    /// arrived.
+    pub valid_until: Instant,
+}
+
+impl Acquired {
+    /// An attempt sent at `sent_at` and answered `success`, `index`, `ttl` (ms from the answer).
+    pub fn answered(success: bool, index: i64, ttl: i64, sent_at: Instant) -> Acquired {
+        let held_for = if success { ttl.max(0) as u64 } else { 0 };
+        Acquired {
+            success,
+            index,
+            ttl,
+            valid_until: sent_at + Duration::from_millis(held_for),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +72,8 @@ pub struct WaitAcquired {
     pub ttl: i64,
     /// True when the first attempt succeeded, without waiting.
     pub immediate: bool,
-    /// When the deciding attempt was sent (see `Acquired::sent_at`).
-    pub sent_at: Instant,
+    /// See `Acquired::valid_until`.
+    pub valid_until: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,8 +138,6 @@ struct Inner {
     namespace: String,
     counter_key: String,
     channel: String,
-    /// `{namespace}\0`, the start of a grant message (see scripts.rs).
-    grant_prefix: String,
     /// Dropped on close, so the shared connections close once no Lock uses them.
     backend: RwLock<Option<Backend>>,
     closed: CancellationToken,
@@ -207,7 +221,6 @@ impl Lock {
                 namespace: namespace.to_owned(),
                 counter_key: format!("{namespace}index"),
                 channel: format!("{namespace}-release"),
-                grant_prefix: format!("{namespace}\0"),
                 backend: RwLock::new(Some(backend)),
                 closed: CancellationToken::new(),
                 replication: settings.replication,
@@ -215,10 +228,6 @@ impl Lock {
                 wait_attempts: tokio::sync::Semaphore::new(WAIT_ATTEMPTS_IN_FLIGHT),
             }),
         })
-    }
-
-    pub fn namespace(&self) -> &str {
-        &self.inner.namespace
     }
 
     /// The Redis key of lock `id`: redfour's `{namespace}:{id}`, or in cluster mode the same
@@ -293,8 +302,9 @@ impl Lock {
         let counter_key = &*self.counter_key(key);
         match (backend, self.inner.replication) {
             (Backend::Single(node), None) => {
-                node.checked(node.acquire(key, counter_key, ttl_ms).await)
-                    .await
+                let name = scripts::attempt_name();
+                let attempt = node.acquire(key, counter_key, ttl_ms, &name).await;
+                node.checked(attempt).await
             }
             // The other modes' futures are large and rare: boxed, they do not bloat every
             // waiter's state (10,000 waiters are 10,000 of these).
@@ -311,7 +321,10 @@ impl Lock {
                 }
                 Ok(Acquired { index: -1, ..got })
             }
-            (Backend::Quorum(nodes), _) => Box::pin(nodes.acquire(key, counter_key, ttl_ms)).await,
+            (Backend::Quorum(nodes), _) => {
+                let channel = self.channel(key);
+                Box::pin(nodes.acquire(key, counter_key, ttl_ms, &channel)).await
+            }
             (Backend::Cluster(cluster), _) => {
                 Box::pin(cluster.acquire(key, counter_key, ttl_ms)).await
             }
@@ -348,15 +361,7 @@ impl Lock {
         let started = Instant::now();
         let deadline = wait.map(|w| started + w);
         let waiters = backend.waiters();
-        // Grant on release (scripts.rs): the head takes a seat in the lock's queue and a release
-        // hands it the lock. Single-server mode only; with minReplications a grant would also
-        // need its WAIT, so those waits stay with the release message.
-        let seats = match (&backend, self.inner.replication) {
-            (Backend::Single(node), None) => Some(node),
-            _ => None,
-        };
-
-        let mut place = waiters.join(&self.channel(&key), &key, seats.is_some());
+        let mut place = waiters.join(&self.channel(&key), &key);
         // Subscribed before the first attempt: a release between a failed attempt and the wait
         // is then always heard (redfour subscribed after failing, and could sleep a whole TTL).
         let limit = started + backend.timeouts().connect;
@@ -367,36 +372,21 @@ impl Lock {
             _ = abort.cancelled() => return Err(LockError::Aborted),
         }
 
-        let token = place.token();
         let mut try_now = place.joined_as_head();
         let mut immediate = true;
         let mut poll_at: Option<Instant> = None;
         let mut retry = MIN_RETRY;
         let mut failing_since: Option<Instant> = None;
-        // True while this waiter may hold a seat in the lock's queue in Redis (a grant or a
-        // last attempt uses it up).
-        let mut seated = false;
-        let waited = 'wait: loop {
+        loop {
             if try_now && place.is_head() {
                 let attempt = {
                     // At most WAIT_ATTEMPTS_IN_FLIGHT at once (see there).
                     let _permit = self.inner.wait_attempts.acquire().await;
-                    match seats {
-                        Some(node) => {
-                            let attempt =
-                                self.attempt_seated(node, &key, ttl_ms, token, Seat::Join);
-                            attempt.await.map(|(got, queued)| {
-                                seated |= queued;
-                                got
-                            })
-                        }
-                        None => Box::pin(self.attempt(&backend, &key, ttl_ms)).await,
-                    }
+                    Box::pin(self.attempt(&backend, &key, ttl_ms)).await
                 };
                 match attempt {
                     Ok(got) if got.success => {
-                        seated = false;
-                        break 'wait self.won(&backend, place, &key, got, immediate, abort).await;
+                        return self.won(&backend, place, &key, got, immediate, abort).await;
                     }
                     Ok(held) => {
                         failing_since = None;
@@ -405,16 +395,16 @@ impl Lock {
                     }
                     // A wait issued while Redis is down fails like any other call; one that
                     // was already waiting rides out the outage (below).
-                    Err(err) if immediate => break 'wait Err(err),
+                    Err(err) if immediate => return Err(err),
                     Err(err) if err.is_transient() => {
                         let since = *failing_since.get_or_insert_with(Instant::now);
                         if deadline.is_none() && since.elapsed() > UNBOUNDED_WAIT_OUTAGE_LIMIT {
-                            break 'wait Err(err);
+                            return Err(err);
                         }
                         poll_at = Some(Instant::now() + retry);
                         retry = (retry * 2).min(MAX_RETRY);
                     }
-                    Err(err) => break 'wait Err(err),
+                    Err(err) => return Err(err),
                 }
             }
             immediate = false;
@@ -427,14 +417,6 @@ impl Lock {
             };
             tokio::select! {
                 wake = place.woken() => match wake {
-                    Wake::Granted(index, at) => {
-                        // The grant set the lock's TTL when it was published, a little before
-                        // `at`; the caller's lease is reckoned from `at` (the few hundred
-                        // microseconds of the message's trip are well inside any renewal margin).
-                        let got = Acquired { success: true, index, ttl: ttl_ms as i64, sent_at: at };
-                        seated = false;
-                        break 'wait self.won(&backend, place, &key, got, false, abort).await;
-                    }
                     Wake::TryNow => try_now = true,
                     Wake::PollAt(at) => poll_at = Some(at),
                     Wake::Nothing => {}
@@ -443,69 +425,26 @@ impl Lock {
                 // 10,000 waiters are 10,000 of them, and a timer is one of their largest parts.
                 _ = tokio::time::sleep_until(timer.unwrap_or(far)), if timer.is_some() => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
-                        // Out of time: one last attempt, whose answer is the answer (a seated
-                        // waiter gives its seat up in the same script, or finds the lock granted
-                        // to it).
-                        let last = match seats {
-                            Some(node) if seated => {
-                                let attempt = self.attempt_seated(node, &key, ttl_ms, token, Seat::Leave);
-                                attempt.await.map(|(got, _)| got)
-                            }
-                            _ => Box::pin(self.attempt(&backend, &key, ttl_ms)).await,
-                        };
-                        if last.is_ok() {
-                            seated = false;
+                        // Out of time: one last attempt, whose answer is the answer.
+                        let last = Box::pin(self.attempt(&backend, &key, ttl_ms)).await?;
+                        if last.success {
+                            return self.won(&backend, place, &key, last, false, abort).await;
                         }
-                        break 'wait match last {
-                            Ok(got) if got.success => self.won(&backend, place, &key, got, false, abort).await,
-                            Ok(held) => Ok(WaitAcquired {
-                                success: false,
-                                index: held.index,
-                                ttl: held.ttl,
-                                immediate: false,
-                                sent_at: held.sent_at,
-                            }),
-                            Err(err) => Err(err),
-                        };
+                        return Ok(WaitAcquired {
+                            success: false,
+                            index: last.index,
+                            ttl: last.ttl,
+                            immediate: false,
+                            valid_until: last.valid_until,
+                        });
                     }
                     poll_at = None;
                     try_now = true;
                 }
-                _ = self.inner.closed.cancelled() => break 'wait Err(LockError::Closed),
-                _ = abort.cancelled() => break 'wait Err(LockError::Aborted),
+                _ = self.inner.closed.cancelled() => return Err(LockError::Closed),
+                _ = abort.cancelled() => return Err(LockError::Aborted),
             }
-        };
-        if let (Some(node), true, Err(_)) = (seats, seated, &waited) {
-            // The wait failed (closed, aborted, Redis) while seated: give the seat up in the
-            // background, and release the lock if a grant to us raced the end, so neither
-            // blocks the next waiter.
-            let (lock, node, key) = (self.clone(), Arc::clone(node), key);
-            tokio::spawn(async move {
-                let left = lock.attempt_seated(&node, &key, ttl_ms, token, Seat::Leave);
-                if let Ok((got, _)) = left.await {
-                    if got.success {
-                        let _ = lock
-                            .release_key(&Backend::Single(node), &key, got.index)
-                            .await;
-                    }
-                }
-            });
         }
-        waited
-    }
-
-    /// One attempt of a waiting head in grant mode (single server, see `scripts::ACQUIRE`).
-    async fn attempt_seated(
-        &self,
-        node: &Endpoint,
-        key: &str,
-        ttl_ms: u64,
-        token: u64,
-        seat: Seat,
-    ) -> Result<(Acquired, bool)> {
-        let counter_key = &*self.counter_key(key);
-        let attempt = node.acquire_seated(key, counter_key, ttl_ms, token, seat);
-        node.checked(Box::pin(attempt).await).await
     }
 
     /// Hands a won lock to the caller, unless the lock was closed or the wait aborted meanwhile:
@@ -537,7 +476,7 @@ impl Lock {
             index: got.index,
             ttl: got.ttl,
             immediate,
-            sent_at: got.sent_at,
+            valid_until: got.valid_until,
         })
     }
 
@@ -551,15 +490,7 @@ impl Lock {
     async fn release_key(&self, backend: &Backend, key: &str, index: i64) -> Result<Released> {
         let channel = &*self.channel(key);
         match backend {
-            Backend::Single(node) => {
-                let counter_key = self.counter_key(key);
-                let announce = Announce::Grant {
-                    counter_key: &counter_key,
-                    prefix: &self.inner.grant_prefix,
-                };
-                node.checked(node.release(key, index, channel, announce).await)
-                    .await
-            }
+            Backend::Single(node) => node.checked(node.release(key, index, channel).await).await,
             Backend::Quorum(nodes) => Box::pin(nodes.release(key, index, channel)).await,
             Backend::Cluster(cluster) => Box::pin(cluster.release(key, index, channel)).await,
         }

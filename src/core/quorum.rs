@@ -1,8 +1,8 @@
 //! N independent Redis masters (the Redlock algorithm): a lock is granted when a majority of
 //! the nodes grant it within its validity time.
 //!
-//! Fencing tokens stay strictly increasing per namespace although nodes fail and recover.
-//! Each node INCRs its own counter; the token is the highest value among the granting majority,
+//! Fencing tokens stay strictly increasing per lock id although nodes fail and recover (not per
+//! namespace: two ids' grants may commit in either order). Each node INCRs its own counter; the token is the highest value among the granting majority,
 //! and before the grant counts it is committed to that majority: each granting node sets the
 //! lock's `index` to the token and raises its counter to at least the token. Any later grant
 //! needs a majority too, and two majorities share a node; that node's counter is already at or
@@ -13,7 +13,7 @@
 use crate::core::endpoint::{Connect, Endpoint, Registry, Timeouts};
 use crate::core::error::{LockError, Result};
 use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
-use crate::core::scripts::{Announce, COMMIT_SCRIPT};
+use crate::core::scripts::{self, COMMIT_SCRIPT};
 use crate::core::waiters::Waiters;
 use futures_util::future::join_all;
 use std::future::Future;
@@ -101,11 +101,20 @@ impl Quorum {
         ))
     }
 
-    pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
+    /// One attempt on every node, under one attempt name. `channel` is where a grant undone on a
+    /// node is announced (waiters there saw the key and look again).
+    pub async fn acquire(
+        &self,
+        key: &str,
+        counter_key: &str,
+        ttl_ms: u64,
+        channel: &str,
+    ) -> Result<Acquired> {
+        let name = scripts::attempt_name();
         let sent_at = Instant::now();
         let limit = self.node_limit(ttl_ms);
         let votes = self
-            .ask(limit, |node| node.acquire(key, counter_key, ttl_ms))
+            .ask(limit, |node| node.acquire(key, counter_key, ttl_ms, &name))
             .await;
         let answered = votes.iter().filter(|v| matches!(v, Some(Ok(_)))).count();
         let granted: Vec<(usize, i64)> = votes
@@ -134,7 +143,7 @@ impl Quorum {
             }))
             .await;
             let committed = commits.iter().flatten().count();
-            let drift = Duration::from_millis(ttl_ms / 100 + 2);
+            let drift = drift(ttl_ms);
             let elapsed = sent_at.elapsed();
             let ttl = Duration::from_millis(ttl_ms);
             if committed >= self.majority() && elapsed + drift < ttl {
@@ -143,50 +152,59 @@ impl Quorum {
                     index: token,
                     // What is left of the lease: redfour reported the TTL asked for.
                     ttl: (ttl - elapsed - drift).as_millis() as i64,
-                    sent_at,
+                    valid_until: sent_at + ttl - drift,
                 });
             }
-            self.undo(key, &granted, token).await;
-            // Too slow or not committed: try again soon.
-            return Ok(Acquired {
-                success: false,
-                index: -1,
-                ttl: 0,
-                sent_at,
-            });
         }
-        if !granted.is_empty() {
-            self.undo(key, &granted, -1).await;
+        // No grant: take back what this attempt wrote, wherever it may have written it (a node
+        // that did not answer in time may still have granted), and only that.
+        if !granted.is_empty() || answered < votes.len() {
+            self.undo(key, &name, channel, &votes).await;
+        }
+        if granted.len() >= self.majority() {
+            // Too slow or not committed: try again soon.
+            return Ok(Acquired::answered(false, -1, 0, sent_at));
         }
         if answered < self.majority() {
             return Err(self.no_quorum(answered));
         }
-        Ok(Acquired {
-            success: false,
-            index: -1,
-            ttl: holder_ttl.unwrap_or(0),
+        Ok(Acquired::answered(
+            false,
+            -1,
+            holder_ttl.unwrap_or(0),
             sent_at,
-        })
+        ))
     }
 
-    /// Releases a partial grant at once, on the nodes that granted it (under either the node's
-    /// own index or the committed token), so it does not block others until its TTL.
-    async fn undo(&self, key: &str, granted: &[(usize, i64)], token: i64) {
-        // No release message: the lock was never granted, nobody waits for it.
-        join_all(granted.iter().map(|&(i, index)| async move {
-            let node = &self.nodes[i];
-            if token > 0 {
-                let _ = node.release(key, token, "", Announce::Publish).await;
+    /// Deletes the lock on every node where attempt `name` still holds it (`scripts::UNDO`),
+    /// so a failed attempt does not block others until its TTL. A node holding another
+    /// attempt's grant, committed or not, is left alone. Nodes that answered are waited for; on
+    /// the others (which may still grant when they wake) the undo goes in the background,
+    /// behind the attempt on the same connection, so the caller does not wait for them twice.
+    async fn undo(&self, key: &str, name: &str, channel: &str, votes: &[Vote<Acquired>]) {
+        let mut answered = Vec::new();
+        for (node, vote) in self.nodes.iter().zip(votes) {
+            if matches!(vote, Some(Ok(_))) {
+                answered.push(node.undo(key, name, channel));
+                continue;
             }
-            let _ = node.release(key, index, "", Announce::Publish).await;
-        }))
-        .await;
+            let (node, key, name, channel) = (
+                Arc::clone(node),
+                key.to_owned(),
+                name.to_owned(),
+                channel.to_owned(),
+            );
+            tokio::spawn(async move {
+                let _ = node.undo(&key, &name, &channel).await;
+            });
+        }
+        join_all(answered).await;
     }
 
     pub async fn release(&self, key: &str, index: i64, channel: &str) -> Result<Released> {
         let votes = self
             .ask(self.timeouts.command, |node| {
-                node.release(key, index, channel, Announce::Publish)
+                node.release(key, index, channel)
             })
             .await;
         let answers: Vec<&Released> = votes
@@ -236,7 +254,7 @@ impl Quorum {
             .filter_map(|v| v.as_ref()?.as_ref().ok())
             .collect();
         let count = |r: RenewResult| answers.iter().filter(|a| a.result == r).count();
-        let drift = Duration::from_millis(ttl_ms / 100 + 2);
+        let drift = drift(ttl_ms);
         let ttl = Duration::from_millis(ttl_ms);
         let elapsed = sent_at.elapsed();
         if count(RenewResult::Renewed) >= self.majority() && elapsed + drift < ttl {
@@ -262,4 +280,9 @@ impl Quorum {
             ttl: answers.iter().map(|a| a.ttl).max().unwrap_or(-2),
         })
     }
+}
+
+/// Redlock's allowance for clock drift between the nodes over a lease of `ttl_ms`.
+fn drift(ttl_ms: u64) -> Duration {
+    Duration::from_millis(ttl_ms / 100 + 2)
 }

@@ -7,21 +7,9 @@
 //! - counter: STRING `{namespace}index`, INCR on every grant (a fencing token);
 //! - release: PUBLISH on `{namespace}-release` with the lock key as the payload.
 //!
-//! Grant on release (single-server mode, see `ACQUIRE` and `RELEASE`): a waiting process
-//! queues its waiter inside the held lock's own hash (fields redfour never reads), and a release
-//! hands the lock straight to the first queued waiter instead of deleting it: the waiter holds
-//! the lock when the grant message arrives, with no acquire round trip and no herd. The queue
-//! lives and dies with the lock key: a redfour release or an expiry deletes it, and the waiters
-//! fall back to the release message and the TTL poll, as before.
-//! - `qt`: the last seat number given out; `qh`: the last seat granted;
-//! - `q<seat>`: `"<token> <ttl>"` of a queued waiter; `w<token>`: that waiter's seat;
-//! - `attempt`: the token of the waiter the lock was granted to; `from`: the index released by
-//!   the grant (so a release retried after a lost reply still reads "released");
-//! - grant message: on the same `{namespace}-release` channel, payload
-//!   `{namespace}\0<token> <index> <ttl> <key>`, which can never equal a lock key
-//!   `{namespace}:{id}` (redfour ignores messages that are not the key it waits for). The waiter
-//!   named by the token holds the lock; other waiters on the key learn the new holder's TTL, so
-//!   they poll when it ends if the grantee never releases (it died while waiting).
+//! A release always deletes the key and publishes it, as redfour does: every listener on the
+//! channel (redfour, ioredfour, our own waiters, monitoring tools) sees every release, and a
+//! waiter's lease always starts from an attempt it sent itself (see `ACQUIRE`).
 
 use crate::core::error::Result;
 use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
@@ -31,17 +19,13 @@ use std::sync::OnceLock;
 use tokio::time::Instant;
 
 /// One acquire attempt: KEYS[1] the lock, KEYS[2] the counter; ARGV[1] the TTL, ARGV[2] the
-/// attempt's name (stored in the lock's hash as `attempt`, which redfour ignores), ARGV[3] the
-/// mode. Returns `{1, index, ttl, 0}` when the lock was free and is now taken, and
-/// `{0, -1, pttl of the holder, seated}` when it is held (PTTL alone tells both: -2 is "no such
-/// key"). The TTL is checked before any write, so a bad TTL can never leave a key without expiry
-/// (redfour's INCR + HMSET ran before its PEXPIRE failed). Modes, which only matter when the lock
-/// is held:
-/// - "" (a fresh attempt): nothing more;
-/// - "retry" (sent again after its reply was lost), "join", "leave" (a waiting head, named by its
-///   token): a lock held under this very name is ours, `{1, index, remaining pttl, 0}`;
-/// - "join": otherwise take a seat in the holder's queue unless already seated (seated = 1);
-/// - "leave": otherwise give the seat up.
+/// attempt's name (a UUID, stored in the lock's hash as `attempt`, which redfour ignores).
+/// Returns `{1, index, ttl}` when the lock was free and is now taken, `{1, index, pttl}` when it
+/// is already held under this very name (the attempt was sent again after its reply was lost:
+/// the grant is ours, with what is left of it), and `{0, -1, pttl of the holder}` otherwise
+/// (PTTL alone tells both: -2 is "no such key"). The TTL is checked before any write, so a bad
+/// TTL can never leave a key without expiry (redfour's INCR + HMSET ran before its PEXPIRE
+/// failed). The work is the same few commands whatever happened before.
 pub const ACQUIRE: &str = r#"
 local ttl = tonumber(ARGV[1])
 if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
@@ -49,33 +33,11 @@ if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
 end
 local pttl = redis.call("PTTL", KEYS[1])
 if pttl ~= -2 then
-  local mode = ARGV[3]
-  if mode == "" then
-    return {0, -1, pttl, 0}
+  -- pcall: a key that is not a hash (not a lock of ours or redfour's) is simply held.
+  if redis.pcall("HGET", KEYS[1], "attempt") == ARGV[2] then
+    return {1, tonumber(redis.call("HGET", KEYS[1], "index")), pttl}
   end
-  local holder = redis.pcall("HGET", KEYS[1], "attempt")
-  if type(holder) == "table" then
-    -- Not a hash: not a lock of ours or redfour's; it is held, and nobody queues in it.
-    return {0, -1, pttl, 0}
-  end
-  if holder == ARGV[2] then
-    return {1, tonumber(redis.call("HGET", KEYS[1], "index")), pttl, 0}
-  end
-  if mode == "retry" then
-    return {0, -1, pttl, 0}
-  end
-  local seat = redis.call("HGET", KEYS[1], "w" .. ARGV[2])
-  if mode == "join" then
-    if not seat then
-      seat = (tonumber(redis.call("HGET", KEYS[1], "qt")) or 0) + 1
-      redis.call("HSET", KEYS[1], "qt", seat, "q" .. seat, ARGV[2] .. " " .. ttl, "w" .. ARGV[2], seat)
-    end
-    return {0, -1, pttl, 1}
-  end
-  if seat then
-    redis.pcall("HDEL", KEYS[1], "q" .. seat, "w" .. ARGV[2])
-  end
-  return {0, -1, pttl, 0}
+  return {0, -1, pttl}
 end
 -- Redis 7 can say up front whether the writes below are allowed: an ACL missing PEXPIRE must not
 -- leave a lock key without expiry behind a failed script.
@@ -87,19 +49,13 @@ end
 local index = redis.call("INCR", KEYS[2])
 redis.call("HSET", KEYS[1], "index", index, "attempt", ARGV[2])
 redis.call("PEXPIRE", KEYS[1], ttl)
-return {1, index, ttl, 0}
+return {1, index, ttl}
 "#;
 
 /// Returns `{1, "released", index}`, `{0, "conflict", holder index or -1}`, or
-/// `{1, "expired", -1}` when the key is already gone. Publishes on ARGV[2] only on a real release
-/// (not at all when ARGV[2] is empty: undoing a grant nobody saw); with SPUBLISH, a sharded
-/// channel in the key's slot, when ARGV[3] is "sharded" (cluster mode).
-///
-/// With ARGV[3] "grant" (KEYS[2] the counter, ARGV[4] the grant message prefix
-/// `{namespace}\0`): if a waiter is queued in the lock's hash, the lock is granted to it (new
-/// index from the counter, its TTL, `attempt` = its token) and the grant is published instead of
-/// the release. A user lacking HDEL makes the grant step fail harmlessly (pcall, before any
-/// write): the lock is then released the classic way.
+/// `{1, "expired", -1}` when the key is already gone. A release deletes the key and publishes it
+/// on ARGV[2] (not at all when ARGV[2] is empty); with SPUBLISH, a sharded channel in the key's
+/// slot, when ARGV[3] is "sharded" (cluster mode).
 pub const RELEASE: &str = r#"
 local current = tonumber(redis.call("HGET", KEYS[1], "index"))
 if current == nil then
@@ -108,36 +64,7 @@ if current == nil then
   end
   return {0, "conflict", -1}
 end
-if current ~= tonumber(ARGV[1]) and ARGV[3] == "grant"
-    and tonumber(redis.call("HGET", KEYS[1], "from")) == tonumber(ARGV[1]) then
-  -- A retry whose first try granted the lock onwards: that was our release.
-  return {1, "released", tonumber(ARGV[1])}
-end
 if current == tonumber(ARGV[1]) then
-  if ARGV[3] == "grant" then
-    -- Nobody ever seated (the common case): one HGET, then the classic release below.
-    local tail = tonumber(redis.call("HGET", KEYS[1], "qt")) or 0
-    local seat = tail > 0 and (tonumber(redis.call("HGET", KEYS[1], "qh")) or 0) or 0
-    while seat < tail do
-      seat = seat + 1
-      local entry = redis.call("HGET", KEYS[1], "q" .. seat)
-      local token, ttl
-      if entry then
-        token, ttl = string.match(entry, "^(%d+) (%d+)$")
-      end
-      if token then
-        local removed = redis.pcall("HDEL", KEYS[1], "q" .. seat, "w" .. token)
-        if type(removed) == "table" and removed.err then
-          break
-        end
-        local index = redis.call("INCR", KEYS[2])
-        redis.call("HSET", KEYS[1], "index", index, "attempt", token, "qh", seat, "from", current)
-        redis.call("PEXPIRE", KEYS[1], tonumber(ttl))
-        redis.call("PUBLISH", ARGV[2], ARGV[4] .. token .. " " .. index .. " " .. ttl .. " " .. KEYS[1])
-        return {1, "released", current}
-      end
-    end
-  end
   redis.call("DEL", KEYS[1])
   if ARGV[3] == "sharded" then
     redis.call("SPUBLISH", ARGV[2], KEYS[1])
@@ -147,6 +74,21 @@ if current == tonumber(ARGV[1]) then
   return {1, "released", current}
 end
 return {0, "conflict", current}
+"#;
+
+/// Quorum mode: takes back what one attempt wrote on one node, and nothing else. Deletes the lock
+/// only if it is still held under the attempt's name ARGV[1] (whatever index it carries: the
+/// node's own or the committed token), and publishes the key on ARGV[2] so local waiters look
+/// again. Returns 1 if it deleted the lock, else 0.
+pub const UNDO: &str = r#"
+if redis.pcall("HGET", KEYS[1], "attempt") ~= ARGV[1] then
+  return 0
+end
+redis.call("DEL", KEYS[1])
+if ARGV[2] ~= "" then
+  redis.call("PUBLISH", ARGV[2], KEYS[1])
+end
+return 1
 "#;
 
 /// Renews (sets the TTL of) a lock still held under the given index. Returns
@@ -235,11 +177,6 @@ impl StaticScript {
             cmd.arg(name).arg(body).arg(keys.len()).arg(keys).arg(&args);
             cmd
         };
-        let is_noscript = |reply: &redis::RedisResult<Value>| match reply {
-            Ok(Value::ServerError(err)) => err.kind() == Some(ServerErrorKind::NoScript),
-            Err(err) => err.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript),
-            Ok(_) => false,
-        };
         let reply = conn.req_packed_command(&call("EVALSHA", self.hash())).await;
         if is_noscript(&reply) {
             return conn.req_packed_command(&call("EVAL", self.source)).await;
@@ -248,89 +185,49 @@ impl StaticScript {
     }
 }
 
+/// Whether `reply` is NOSCRIPT: the server does not have the script (any more).
+pub fn is_noscript(reply: &redis::RedisResult<Value>) -> bool {
+    match reply {
+        Ok(Value::ServerError(err)) => err.kind() == Some(ServerErrorKind::NoScript),
+        Err(err) => err.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript),
+        Ok(_) => false,
+    }
+}
+
 pub static ACQUIRE_SCRIPT: StaticScript = StaticScript::new(ACQUIRE);
 pub static RELEASE_SCRIPT: StaticScript = StaticScript::new(RELEASE);
 pub static RENEW_SCRIPT: StaticScript = StaticScript::new(RENEW);
 pub static COMMIT_SCRIPT: StaticScript = StaticScript::new(COMMIT);
-
-/// What a waiting head asks of an attempt besides the lock itself (see `ACQUIRE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seat {
-    /// Take a seat in the holder's queue if the lock is held.
-    Join,
-    /// Give the seat up (the wait is over) if the lock is held.
-    Leave,
-}
+pub static UNDO_SCRIPT: StaticScript = StaticScript::new(UNDO);
 
 /// One acquire attempt on `conn`: keys `key` and `counter_key`, named `name` (see `ACQUIRE`).
-/// `seat`: a waiting head's seat request, `name` being its token; without one, `retry` says the
-/// attempt was sent before and its reply lost, so a grant under the same name is ours. Returns
-/// the attempt and whether the waiter now holds a seat in the lock's queue.
+/// Sent again under the same name after a lost reply, it finds its own grant.
 pub async fn acquire(
     conn: &mut impl ConnectionLike,
     key: &str,
     counter_key: &str,
     ttl_ms: u64,
     name: &str,
-    seat: Option<Seat>,
-    retry: bool,
-) -> Result<(Acquired, bool)> {
+) -> Result<Acquired> {
     let sent_at = Instant::now();
-    let mode = match seat {
-        Some(Seat::Join) => "join",
-        Some(Seat::Leave) => "leave",
-        None if retry => "retry",
-        None => "",
-    };
-    let (success, index, ttl, seated): (i64, i64, i64, i64) = ACQUIRE_SCRIPT
-        .run(conn, &[key, counter_key], (ttl_ms, name, mode))
+    let (success, index, ttl): (i64, i64, i64) = ACQUIRE_SCRIPT
+        .run(conn, &[key, counter_key], (ttl_ms, name))
         .await?;
-    let got = Acquired {
-        success: success == 1,
-        index,
-        ttl,
-        sent_at,
-    };
-    Ok((got, seated == 1))
+    Ok(Acquired::answered(success == 1, index, ttl, sent_at))
 }
 
-/// How a release announces itself.
-#[derive(Debug, Clone, Copy)]
-pub enum Announce<'a> {
-    /// PUBLISH the key on the channel (redfour's way).
-    Publish,
-    /// SPUBLISH the key on a sharded channel (cluster mode).
-    Sharded,
-    /// Grant the lock to the first waiter queued in it, if any (single-server mode); otherwise
-    /// PUBLISH the key. `counter_key` gives the new index, `prefix` starts the grant message.
-    Grant {
-        counter_key: &'a str,
-        prefix: &'a str,
-    },
-}
-
-/// Releases `key` if held under `index`, announcing it on `channel` as `announce` says.
+/// Releases `key` if held under `index`, publishing the key on `channel` (nothing when it is
+/// empty); with `sharded`, by SPUBLISH (cluster mode).
 pub async fn release(
     conn: &mut impl ConnectionLike,
     key: &str,
     index: i64,
     channel: &str,
-    announce: Announce<'_>,
+    sharded: bool,
 ) -> Result<Released> {
-    let (mode, counter_key, prefix) = match announce {
-        Announce::Publish => ("", None, ""),
-        Announce::Sharded => ("sharded", None, ""),
-        Announce::Grant {
-            counter_key,
-            prefix,
-        } => ("grant", Some(counter_key), prefix),
-    };
-    let keys: &[&str] = match counter_key {
-        Some(counter_key) => &[key, counter_key],
-        None => &[key],
-    };
+    let mode = if sharded { "sharded" } else { "" };
     let (success, result, current): (i64, String, i64) = RELEASE_SCRIPT
-        .run(conn, keys, (index, channel, mode, prefix))
+        .run(conn, &[key], (index, channel, mode))
         .await?;
     let result = match result.as_str() {
         "released" => ReleaseResult::Released,
@@ -366,7 +263,7 @@ pub async fn renew(
     })
 }
 
-/// A fresh attempt name: 64 random bits, so two attempts never share one.
+/// A fresh attempt name, a random (version 4) UUID: two attempts never share one.
 pub fn attempt_name() -> String {
-    rand::random::<u64>().to_string()
+    uuid::Uuid::new_v4().to_string()
 }

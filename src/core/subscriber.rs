@@ -1,14 +1,24 @@
 //! The one pub/sub connection per endpoint: subscribes to the channels local waiters need,
 //! turns release messages into wake-ups, and after a dropped connection reconnects,
 //! resubscribes and wakes every queue head (a release may have been published meanwhile).
+//!
+//! A connection can also die silently (a half-open socket: the peer or a middlebox is gone and
+//! nothing says so), and a subscriber only listens. So while anybody waits, it sends PING every
+//! `PING_EVERY` and counts the connection dead when the answer takes longer than `PING_TIMEOUT`:
+//! a dead connection is noticed within their sum, and its waiters recover as after a drop.
 
 use crate::core::endpoint::Endpoint;
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use futures_util::StreamExt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Weak;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Keepalive of a subscriber with waiters: noticed dead within 1 + 2 = 3 s.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -72,8 +82,27 @@ pub async fn run(
         backoff = MIN_BACKOFF;
         reconnecting = true;
 
+        let mut beat = tokio::time::interval(PING_EVERY);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The PING in flight, if any: polled beside the messages, so it never delays a wake-up.
+        let mut ping: Option<Pin<Box<dyn Future<Output = bool> + Send>>> = None;
         loop {
             tokio::select! {
+                _ = beat.tick(), if ping.is_none() => {
+                    if waiters.upgrade().is_some_and(|owner| owner.has_channels()) {
+                        let mut pinger = sink.clone();
+                        ping = Some(Box::pin(async move {
+                            let answer = pinger.ping::<redis::Value>();
+                            matches!(tokio::time::timeout(PING_TIMEOUT, answer).await, Ok(Ok(_)))
+                        }));
+                    }
+                }
+                alive = async { ping.as_mut().expect("guarded").await }, if ping.is_some() => {
+                    ping = None;
+                    if !alive {
+                        break;
+                    }
+                }
                 command = commands.recv() => {
                     let Some(command) = command else { return };
                     let Some(owner) = waiters.upgrade() else { return };

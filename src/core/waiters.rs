@@ -6,10 +6,8 @@
 //! (redfour woke every waiter, about N/2 scripts per release). When the head leaves, the next
 //! waiter takes its place: at once if the head gave up (it may have consumed a release), or with a
 //! timer at the new holder's TTL if the head won the lock (a crashed holder never publishes).
-//!
-//! With grants (single-server mode) the head also takes a seat in the lock's queue in Redis, and
-//! a release hands the lock to a seated head directly: the grant message names the head's token.
-//! Then a new head must take its own seat at once, so it tries when the old head wins.
+//! Nothing of a waiter is kept in Redis: a waiter that is gone (killed, timed out, aborted,
+//! closed, deaf) costs other processes nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,8 +35,6 @@ pub struct Waiters {
 #[derive(Default)]
 struct State {
     channels: HashMap<String, Channel>,
-    /// The waiters that may be granted a lock, by token.
-    tokens: HashMap<u64, Arc<Slot>>,
 }
 
 impl State {
@@ -57,10 +53,6 @@ struct Channel {
 /// One waiting call.
 struct Slot {
     id: u64,
-    /// Names this waiter in the lock's queue in Redis and in grant messages (random).
-    token: u64,
-    /// Set when a grant message named this waiter: the index, and when it was heard.
-    granted: Mutex<Option<(i64, Instant)>>,
     wake: Notify,
     /// Set when this slot must try to acquire when it wakes (a release was announced, the
     /// subscriber reconnected, or the previous head gave up).
@@ -101,21 +93,15 @@ impl Waiters {
         }
     }
 
-    /// Queues a waiter for `key`, subscribing to `channel` if this is its first waiter. With
-    /// `grants`, the waiter may be granted the lock by a grant message naming its token.
-    pub fn join(self: &Arc<Self>, channel: &str, key: &str, grants: bool) -> Registration {
+    /// Queues a waiter for `key`, subscribing to `channel` if this is its first waiter.
+    pub fn join(self: &Arc<Self>, channel: &str, key: &str) -> Registration {
         let slot = Arc::new(Slot {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            token: rand::random(),
-            granted: Mutex::new(None),
             wake: Notify::new(),
             try_now: AtomicBool::new(false),
             poll_at: Mutex::new(None),
         });
         let mut state = self.state();
-        if grants {
-            state.tokens.insert(slot.token, slot.clone());
-        }
         let (entry, created) = match state.channels.get_mut(channel) {
             Some(entry) => (entry, false),
             None => {
@@ -148,27 +134,17 @@ impl Waiters {
         }
     }
 
-    /// A message on `channel`: a release of the lock key it names (wake that key's head, if we
-    /// have one), or a grant (see scripts.rs: `{namespace}\0<token> <index> <ttl> <key>` on
-    /// `{namespace}-release`; a lock key there always continues the namespace with ':').
+    /// A release of lock `key` announced on `channel`: wake that key's head, if we have one.
     pub fn released(&self, channel: &str, key: &str) {
-        if let Some(grant) = grant_message(channel, key) {
-            let state = self.state();
-            if let Some(slot) = state.tokens.get(&grant.token) {
-                *unpoisoned(&slot.granted) = Some((grant.index, Instant::now()));
-                slot.wake.notify_one();
-            } else if let Some(head) = state.head(channel, grant.key) {
-                // Somebody else holds it now: if they never release, poll when their TTL ends.
-                *unpoisoned(&head.poll_at) =
-                    Some(Instant::now() + Duration::from_millis(grant.ttl) + jitter());
-                head.wake.notify_one();
-            }
-            return;
-        }
         if let Some(head) = self.state().head(channel, key) {
             head.try_now.store(true, Ordering::Release);
             head.wake.notify_one();
         }
+    }
+
+    /// Whether anybody waits (the subscriber watches its connection only then).
+    pub fn has_channels(&self) -> bool {
+        !self.state().channels.is_empty()
     }
 
     /// After a reconnect, releases may have been missed: every head tries again at once.
@@ -183,6 +159,16 @@ impl Waiters {
             head.try_now.store(true, Ordering::Release);
             head.wake.notify_one();
         }
+    }
+
+    /// The channels somebody waits on whose subscription is not confirmed.
+    pub fn unconfirmed(&self) -> Vec<String> {
+        self.state()
+            .channels
+            .iter()
+            .filter(|(_, entry)| !*entry.subscribed.borrow())
+            .map(|(channel, _)| channel.clone())
+            .collect()
     }
 
     /// The channels somebody waits on.
@@ -222,8 +208,6 @@ impl Waiters {
 
     fn leave(&self, channel: &str, key: &str, slot: &Slot, won_ttl: Option<Duration>) {
         let mut state = self.state();
-        // Registered by token only in grant mode (see `join`).
-        let grants = state.tokens.remove(&slot.token).is_some();
         let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };
@@ -235,8 +219,6 @@ impl Waiters {
         if was_head {
             if let Some(next) = queue.front() {
                 match won_ttl {
-                    // We hold the lock and the next waiter has no seat in its queue: it takes one.
-                    Some(_) if grants => next.try_now.store(true, Ordering::Release),
                     // We hold the lock now: the next waiter waits for our release, or polls when
                     // our lease would run out if we never release (process died).
                     Some(ttl) => {
@@ -284,34 +266,9 @@ pub fn jitter() -> Duration {
     Duration::from_millis(rand::random_range(1..=10))
 }
 
-#[derive(Debug, PartialEq, Eq)]
-struct Grant<'a> {
-    token: u64,
-    index: i64,
-    ttl: u64,
-    key: &'a str,
-}
-
-/// Parses a grant message: `{namespace}\0<token> <index> <ttl> <key>` on `{namespace}-release`.
-fn grant_message<'a>(channel: &str, payload: &'a str) -> Option<Grant<'a>> {
-    let namespace = channel.strip_suffix("-release")?;
-    let rest = payload.strip_prefix(namespace)?.strip_prefix('\0')?;
-    let (token, rest) = rest.split_once(' ')?;
-    let (index, rest) = rest.split_once(' ')?;
-    let (ttl, key) = rest.split_once(' ')?;
-    Some(Grant {
-        token: token.parse().ok()?,
-        index: index.parse().ok()?,
-        ttl: ttl.parse().ok()?,
-        key,
-    })
-}
-
 /// What woke a waiter.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Wake {
-    /// A release granted the lock to this waiter: it holds it under this index since about then.
-    Granted(i64, Instant),
     /// Try to acquire now.
     TryNow,
     /// The previous head took the lock: poll at this instant unless a release comes first.
@@ -337,11 +294,6 @@ impl Registration {
         self.joined_as_head
     }
 
-    /// This waiter's name in grant messages and in the lock's queue.
-    pub fn token(&self) -> u64 {
-        self.slot.token
-    }
-
     pub fn is_head(&self) -> bool {
         self.waiters.is_head(&self.channel, &self.key, &self.slot)
     }
@@ -356,9 +308,6 @@ impl Registration {
     /// Waits for a wake-up and says what it asks for.
     pub async fn woken(&self) -> Wake {
         self.slot.wake.notified().await;
-        if let Some((index, at)) = unpoisoned(&self.slot.granted).take() {
-            return Wake::Granted(index, at);
-        }
         if self.slot.try_now.swap(false, Ordering::AcqRel) {
             return Wake::TryNow;
         }
@@ -382,28 +331,5 @@ impl Drop for Registration {
             self.waiters
                 .leave(&self.channel, &self.key, &self.slot, None);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::grant_message;
-
-    #[test]
-    fn grant_messages_parse_and_lock_keys_never_do() {
-        let grant = grant_message("ns-release", "ns\u{0}42 7 5000 ns:a b").unwrap();
-        assert_eq!(
-            (grant.token, grant.index, grant.ttl, grant.key),
-            (42, 7, 5000, "ns:a b")
-        );
-        // A lock key continues the namespace with ':', whatever the id holds.
-        assert_eq!(grant_message("ns-release", "ns:\u{0}42 7 1 ns:x"), None);
-        assert_eq!(grant_message("ns-release", "ns:x\u{0}42 7 1 ns:x"), None);
-        assert_eq!(grant_message("a\u{0}1-release", "a\u{0}1:2 3 4 a"), None);
-        // Another namespace's prefix, a cluster channel, junk.
-        assert_eq!(grant_message("ns-release", "other\u{0}42 7 1 ns:x"), None);
-        assert_eq!(grant_message("{ns:id}:release", "{ns:id}"), None);
-        assert_eq!(grant_message("ns-release", "ns\u{0}x 7 1 ns:x"), None);
-        assert_eq!(grant_message("ns-release", "ns\u{0}42 7"), None);
     }
 }
