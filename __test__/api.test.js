@@ -81,7 +81,8 @@ for (const style of ['promise', 'callback']) {
       assert.equal(r.success, true);
       assert.equal(r.immediate, true);
       assert.ok(isPositiveInt(r.index));
-      assert.equal(r.ttl, 2000);
+      // what is left of the 2000 ms lease when the result arrives
+      assert.ok(r.ttl <= 2000 && r.ttl > 1500, `ttl ${r.ttl}`);
     });
 
     it('waitAcquireLock: after a wait, immediate:false', async () => {
@@ -96,7 +97,7 @@ for (const style of ['promise', 'callback']) {
       const r = await pending;
       assert.equal(r.success, true);
       assert.equal(r.immediate, false);
-      assert.equal(r.ttl, 3000);
+      assert.ok(r.ttl <= 3000 && r.ttl > 2500, `ttl ${r.ttl}: what is left of the lease`);
       assert.ok(r.index > held.index, `index ${r.index} must exceed ${held.index}`);
     });
 

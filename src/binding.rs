@@ -12,6 +12,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 #[napi_derive::module_init]
@@ -145,7 +146,32 @@ where
 type DoneCallback =
     ThreadsafeFunction<(), (), FnArgs<(Float64Array, Vec<String>)>, Status, false, true>;
 
-type Batch = (Vec<f64>, Vec<String>);
+/// Finished calls not yet taken by the JS thread: their numbers, their error messages, and the
+/// places in the numbers where a lease's remaining time goes, with the instant the lease ends.
+/// Those are filled in when the JS thread takes the batch, so a result delivered late (the
+/// event loop was busy) reports what is left then, not what was left when the grant was made.
+#[derive(Default)]
+struct Batch {
+    values: Vec<f64>,
+    errors: Vec<String>,
+    remaining: Vec<(usize, Instant)>,
+}
+
+impl Batch {
+    /// Takes the batch for delivery, now.
+    fn take(&mut self) -> (Vec<f64>, Vec<String>) {
+        let Batch {
+            mut values,
+            errors,
+            remaining,
+        } = std::mem::take(self);
+        let now = Instant::now();
+        for (at, until) in remaining {
+            values[at] = until.saturating_duration_since(now).as_millis() as f64;
+        }
+        (values, errors)
+    }
+}
 
 struct Outbox {
     queue: Arc<std::sync::Mutex<Batch>>,
@@ -171,16 +197,27 @@ impl Outbox {
         let call = f64::from(call);
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let was_empty = queue.0.is_empty();
-        let (values, errors) = &mut *queue;
+        let was_empty = queue.values.is_empty();
+        let Batch {
+            values,
+            errors,
+            remaining,
+        } = &mut *queue;
         let record = match done {
             Done::Acquired(r) => [0.0, flag(r.success), r.index as f64, r.ttl as f64],
-            Done::WaitAcquired(r) => [
-                1.0,
-                flag(r.success) + 2.0 * flag(r.immediate),
-                r.index as f64,
-                r.ttl as f64,
-            ],
+            Done::WaitAcquired(r) => {
+                // A wait's grant may reach the caller well after Redis made it: its ttl is what
+                // is left at delivery (counted from the attempt's send time), never more.
+                if r.success {
+                    remaining.push((values.len() + 4, r.valid_until));
+                }
+                [
+                    1.0,
+                    flag(r.success) + 2.0 * flag(r.immediate),
+                    r.index as f64,
+                    r.ttl as f64,
+                ]
+            }
             Done::Released(r) => [
                 2.0,
                 flag(r.success),
@@ -335,8 +372,7 @@ impl NativeLock {
             .callee_handled::<false>()
             .build_callback(move |_ctx| {
                 delivered.delivered(BUSY_POLL.now());
-                let (values, errors) =
-                    std::mem::take(&mut *taken.lock().unwrap_or_else(|p| p.into_inner()));
+                let (values, errors) = taken.lock().unwrap_or_else(|p| p.into_inner()).take();
                 Ok(FnArgs::from((Float64Array::new(values), errors)))
             })?;
         Ok(NativeLock {

@@ -140,3 +140,22 @@ async fn an_abort_during_a_wait_rejects_and_a_late_grant_is_released() {
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
 }
+
+#[tokio::test]
+async fn remaining_time_ends_where_the_lease_is_counted_lost_a_margin_early() {
+    let server = RedisServer::start();
+    let lock = lock(&server);
+    let options = LeaseOptions {
+        renew_every: Duration::from_secs(60),
+        ..LeaseOptions::new(Duration::from_millis(2_000))
+    };
+    let margin = options.margin;
+    let (_, valid_until, lease) = held(&lock, 2_000, Some(options)).await;
+    let read_at = Instant::now();
+    let remaining = lease.remaining();
+    assert!(
+        read_at + remaining <= valid_until - margin,
+        "remaining {remaining:?} reaches past the point the lease is counted lost"
+    );
+    lease.stop();
+}

@@ -75,6 +75,8 @@ enum State {
 pub struct Lease {
     state: watch::Receiver<State>,
     stop: CancellationToken,
+    /// The lease counts itself lost this long before Redis's expiry; `remaining` ends there too.
+    margin: Duration,
 }
 
 impl Lease {
@@ -90,6 +92,7 @@ impl Lease {
     ) -> Lease {
         let (tx, state) = watch::channel(State::Held { valid_until });
         let stop = CancellationToken::new();
+        let margin = options.margin;
         tokio::spawn(keep(
             lock.clone(),
             id.to_owned(),
@@ -99,7 +102,11 @@ impl Lease {
             tx,
             stop.clone(),
         ));
-        Lease { state, stop }
+        Lease {
+            state,
+            stop,
+            margin,
+        }
     }
 
     /// Resolves with the reason when the lease is lost, or `None` once it was stopped.
@@ -115,10 +122,15 @@ impl Lease {
         }
     }
 
-    /// Time left before the lease must be considered lost; zero once lost or stopped.
+    /// Time left before the lease is counted lost (`margin` before Redis's expiry, so a caller
+    /// that stops within `remaining` stops before anyone else can be let in); zero once lost or
+    /// stopped.
     pub fn remaining(&self) -> Duration {
         match *self.state.borrow() {
-            State::Held { valid_until } => valid_until.saturating_duration_since(Instant::now()),
+            State::Held { valid_until } => valid_until
+                .checked_sub(self.margin)
+                .unwrap_or(valid_until)
+                .saturating_duration_since(Instant::now()),
             _ => Duration::ZERO,
         }
     }
