@@ -16,7 +16,7 @@ const { locks } = useRedis({
 });
 
 describe('herd', () => {
-  it('50 waiters, 10 hand-offs: about 2 script calls per release (the grant, the next seat), far below N/2 per release', async () => {
+  it('50 waiters, 10 hand-offs: about 2 script calls per release (the release, the woken head acquiring), far below N/2 per release', async () => {
     const ns = uniqueNs('herd');
     const holderLock = new Lock({ redis: server.url, namespace: ns });
     const waiterLocks = [new Lock({ redis: server.url, namespace: ns }), new Lock({ redis: server.url, namespace: ns })];
@@ -63,9 +63,8 @@ describe('herd', () => {
     const stats = await server.commandStats();
 
     const releases = HANDOFFS; // the holder's + 9 waiters'
-    // Only the process's queue head talks to Redis: it took a seat with its first attempt, each
-    // release granted the lock to the seated head (1 script), and the next head took its seat
-    // (1 script). No waiter ever tried after a release.
+    // Only the process's queue head talks to Redis: each release (1 script) woke the head alone,
+    // whose acquire (1 script) took the lock; the next head waits for the next release.
     const bound = 2 * releases + 5;
     const redfourLike = N + releases * (N / 2);
     // Sanity: every grant and every release runs a script (waiters' first attempts may be

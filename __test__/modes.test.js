@@ -298,6 +298,42 @@ describe('Redis Cluster', () => {
     }
   });
 
+  // ioredfour's ways of asking for cluster mode: the same hash-tagged layout, waits woken through
+  // sharded pub/sub, whichever form named the seeds.
+  async function clusterWorks(a, b, ns, id) {
+    const held = await a.acquireLock(id, 10000);
+    assert.equal(held.success, true);
+    assert.equal(await nodes[0].command('CLUSTER', 'KEYSLOT', `{${ns}:${id}}`), await nodes[0].command('CLUSTER', 'KEYSLOT', `{${ns}:${id}}:index`));
+    assert.equal((await b.acquireLock(id, 1000)).success, false, 'the second Lock must see the first one\'s lock');
+    const waiting = b.waitAcquireLock(id, 10000, 8000);
+    await sleep(150);
+    assert.equal((await a.releaseLock(held)).result, 'released');
+    const got = await waiting;
+    assert.equal(got.success, true);
+    assert.ok(got.index > held.index);
+    assert.equal((await b.releaseLock(got)).result, 'released');
+  }
+
+  it('ioredfour\'s form: cluster: [{ host, port }, ...] with no redis option is cluster mode with those seeds', async () => {
+    const seeds = nodes.map((n) => ({ host: '127.0.0.1', port: n.port }));
+    const a = lock({ cluster: seeds, namespace: 'io-cl' });
+    const b = lock({ redis: nodes[2].url, cluster: true, namespace: 'io-cl' });
+    await clusterWorks(a, b, 'io-cl', 'arr');
+  });
+
+  it('ioredfour\'s form: cluster: { nodes, options } and an ioredis Cluster client as redis', async () => {
+    const Redis = require('ioredis');
+    const a = lock({ cluster: { nodes: [{ host: '127.0.0.1', port: nodes[1].port }], options: { redisOptions: {} } }, namespace: 'io-cl2' });
+    const client = new Redis.Cluster([{ host: '127.0.0.1', port: nodes[0].port }], { lazyConnect: true });
+    client.on('error', () => {});
+    try {
+      const b = lock({ redis: client, namespace: 'io-cl2' });
+      await clusterWorks(a, b, 'io-cl2', 'obj');
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it('rejects a namespace that would break the hash tag', () => {
     assert.throws(
       () => new Lock({ redis: nodes[0].url, cluster: true, namespace: '}x' }),
