@@ -86,9 +86,8 @@ declare class Lock {
   /**
    * Releases a lock taken by {@link acquireLock} or {@link waitAcquireLock}. Acts only if the key
    * still carries this lock's `index` (so a holder whose lease expired cannot release somebody
-   * else's lock): then it hands the lock to the first waiter seated in it, if any (a new index,
-   * that waiter's TTL; single server), or deletes the key and publishes the release, as redfour
-   * does, so that a waiter takes over.
+   * else's lock): then it deletes the key and publishes the key on `${namespace}-release`, as
+   * redfour does, so that a waiter (of this library or of redfour) takes over.
    *
    * @param lock The successful result of an acquire (only `id` and `index` are read).
    */
@@ -212,14 +211,45 @@ declare namespace Lock {
    */
   export type LockId = string | number | bigint;
 
-  /** Options for `new Lock(options)`. */
-  export interface LockOptions {
-    /**
-     * Where Redis is: a `redis://` / `rediss://` URL, connection options, or an existing
-     * node-redis or ioredis client (only its address, credentials, database and TLS setting are
-     * read; redfour-native opens its own connections with them). Required.
-     */
-    redis: string | RedisConnectionOptions | RedisClientLike | SentinelOptions | Array<string | RedisConnectionOptions>;
+  /** Where Redis is: what `redis` (or ioredfour's alias `redisConnection`) may be. */
+  export type RedisTarget =
+    | string
+    | RedisConnectionOptions
+    | RedisClientLike
+    | SentinelOptions
+    | Array<string | RedisConnectionOptions>;
+
+  /**
+   * Options for `new Lock(options)`: the {@link CommonLockOptions} plus where Redis is, in one of
+   * three ways: `redis`, ioredfour's alias `redisConnection` (which wins when both are given), or
+   * ioredfour's cluster seeds in `cluster`.
+   */
+  export type LockOptions = CommonLockOptions &
+    (
+      | {
+          /**
+           * Where Redis is: a `redis://` / `rediss://` URL, connection options, or an existing
+           * node-redis or ioredis client (only its address, credentials, database and TLS setting
+           * are read; redfour-native opens its own connections with them).
+           */
+          redis: RedisTarget;
+          redisConnection?: RedisTarget;
+        }
+      | {
+          /** ioredfour's alias of `redis`; wins when both are given. */
+          redisConnection: RedisTarget;
+          redis?: RedisTarget;
+        }
+      | {
+          /** ioredfour's cluster seeds (see {@link CommonLockOptions.cluster}); `redis` is then not needed. */
+          cluster: ClusterSeed[] | ClusterConfig;
+          redis?: RedisTarget;
+          redisConnection?: RedisTarget;
+        }
+    );
+
+  /** The options of `new Lock(options)` other than where Redis is. */
+  export interface CommonLockOptions {
     /**
      * Prefix of every key and of the release channel: the lock key is `${namespace}:${id}`, the
      * fencing counter `${namespace}index`, the channel `${namespace}-release`. Default `'lock'`.
@@ -239,10 +269,16 @@ declare namespace Lock {
     /** Milliseconds `WAIT` may take when `minReplications` is set. Default 1000. */
     replicationTimeout?: number;
     /**
-     * Redis Cluster mode: `redis` names seed nodes; keys are hash-tagged per lock
-     * (`{namespace:id}`, counter `{namespace:id}:index`, sharded channel `{namespace:id}:release`).
+     * Redis Cluster mode: `true` with the seed node(s) in `redis`, or ioredfour's forms: the seeds
+     * themselves (`[{ host, port }, ...]`, with ioredis Cluster options in `clusterOptions`) or
+     * `{ nodes, options }`. An ioredis `Cluster` client as `redis` also selects it. Credentials
+     * and TLS of the seeds are read from the Cluster options' `redisOptions`. Keys are hash-tagged
+     * per lock (`{namespace:id}`, counter `{namespace:id}:index`, sharded channel
+     * `{namespace:id}:release`): not ioredfour's cluster layout.
      */
-    cluster?: boolean;
+    cluster?: boolean | ClusterSeed[] | ClusterConfig;
+    /** ioredfour's ioredis Cluster options for `cluster: [...]`; only `redisOptions` (credentials, TLS) is read. */
+    clusterOptions?: ClusterOptions;
     /**
      * Busy polling for back-to-back callers: once two calls in a row came within this many
      * microseconds of the previous result, the addon's runtime thread keeps polling (spinning on
@@ -253,6 +289,20 @@ declare namespace Lock {
      * CPUs, 0 on one CPU.
      */
     busyPollMicros?: number;
+  }
+
+  /** A Redis Cluster seed node, as ioredis takes it. */
+  export type ClusterSeed = { host?: string; port?: number | string } | string | number;
+
+  /** ioredfour's `cluster: { nodes, options }` (`startupNodes` is accepted for `nodes`). */
+  export type ClusterConfig =
+    | { nodes: ClusterSeed[]; startupNodes?: ClusterSeed[]; options?: ClusterOptions }
+    | { startupNodes: ClusterSeed[]; nodes?: ClusterSeed[]; options?: ClusterOptions };
+
+  /** The part of ioredis's Cluster options that is read: the nodes' credentials and TLS. */
+  export interface ClusterOptions {
+    redisOptions?: { username?: string; password?: string; tls?: boolean | object };
+    [option: string]: unknown;
   }
 
   /** PEM text or bytes. */
@@ -326,8 +376,13 @@ declare namespace Lock {
    */
   export interface LockRef<Id extends LockId = LockId> {
     id: Id;
-    /** The positive fencing index returned by a successful acquire. */
-    index: number;
+    /**
+     * The fencing index returned by a successful acquire. A number, or a numeric string (redfour's
+     * own types declare it a string). Any other index is an answer, not an error, as in redfour:
+     * `-1` from a failed acquire, `0` or `-10` give `'conflict'` (or `'expired'` / `'missing'` when
+     * the lock is gone). Only NaN, infinities and non-numeric text are `ERR_INVALID_ARG`.
+     */
+    index: number | string;
   }
 
   /** Options of {@link Lock.waitAcquireLock}. */
@@ -404,6 +459,14 @@ declare namespace Lock {
   export interface WaitAcquireResult<Id extends LockId = LockId> extends AcquireResult<Id> {
     /** `true` when the lock was free on the first attempt and no waiting happened. */
     immediate: boolean;
+    /**
+     * On success, what is left of the lease when this result reaches you, in milliseconds:
+     * counted from when the winning attempt was sent, so it never exceeds what Redis keeps the
+     * lock for (a grant found late, or a result delivered while the event loop was busy, reports
+     * less than the requested TTL). Otherwise the current holder's remaining TTL, as for
+     * {@link AcquireResult.ttl}.
+     */
+    ttl: number;
   }
 
   /** Result of {@link Lock.releaseLock}. */

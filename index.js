@@ -4,7 +4,7 @@
 // (redfour-native.node); user callbacks are only ever called from here, on a fresh tick,
 // never from inside Rust, so a throwing callback cannot abort the process.
 
-const { connectionUrls, sentinelOptions, tlsOptions, markInsecure } = require('./lib/connection');
+const { connectionUrls, sentinelOptions, tlsOptions, markInsecure, resolveTarget, describeEndpoints } = require('./lib/connection');
 const { LockError, codes, invalidArg, isLockError, fromNative, fromArguments } = require('./lib/errors');
 const native = require('./lib/native');
 const { abortHandle, acquireHeld, runHeld } = require('./lib/held');
@@ -37,18 +37,43 @@ function checkId(id) {
   return text;
 }
 
+// An index no grant ever carries (the counter starts at 1): what an index that cannot match any
+// lock (a fraction, beyond 2^53) is sent as, so that it gets the answer redfour's scripts give it.
+const NEVER_GRANTED_INDEX = 0;
+// Decimal text, as redfour's scripts read it with `tonumber` (and its index.d.ts types `index` as a string).
+const NUMERIC_TEXT = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
+
+/**
+ * The index of a lock passed to releaseLock/renewLock/extendLock, as the integer the native side
+ * compares with the lock's. Like redfour, any index is an answer, not an error: one that is not
+ * the lock's (-1 from a failed acquire, 0, -10, a fraction) gives 'conflict', 'expired' or
+ * 'missing'. Numeric strings ('12') are read as numbers. Only what redfour could never have
+ * compared is ERR_INVALID_ARG: no index, NaN or an infinity, non-numeric text, other types.
+ */
+function checkIndex(index) {
+  let value = index;
+  if (typeof value === 'string') {
+    const text = value.trim();
+    if (!NUMERIC_TEXT.test(text)) {
+      throw invalidArg('lock.index must be a number or a numeric string, got non-numeric text');
+    }
+    value = Number(text);
+  } else if (typeof value === 'bigint') {
+    value = Number(value); // rounded when beyond 2^53: then not a safe integer, below
+  }
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw invalidArg(`lock.index must be the index returned by an acquire (a number or a numeric string), got ${describe(index)}`);
+  }
+  return Number.isSafeInteger(value) ? value : NEVER_GRANTED_INDEX;
+}
+
 function checkHeld(lock) {
   if (lock === null || typeof lock !== 'object') {
     throw invalidArg(`lock must be the object returned by acquireLock/waitAcquireLock, got ${describe(lock)}`);
   }
   const id = checkId(lock.id);
-  const index = lock.index;
-  if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 1) {
-    throw invalidArg(`lock.index must be the positive integer returned by a successful acquire, got ${describe(index)}`);
-  }
-  return { id, index };
+  return { id, index: checkIndex(lock.index) };
 }
-
 
 /** `busyPollMicros`: undefined leaves the native default (300 µs with 2+ CPUs, else 0). */
 function checkBusyPoll(value) {
@@ -57,12 +82,6 @@ function checkBusyPoll(value) {
     throw invalidArg(`options.busyPollMicros must be an integer from 0 to ${MAX_BUSY_POLL_MICROS}, got ${describe(value)}`);
   }
   return value;
-}
-
-function checkCluster(cluster) {
-  if (cluster === undefined || cluster === null) return false;
-  if (typeof cluster !== 'boolean') throw invalidArg(`options.cluster must be a boolean, got ${describe(cluster)}`);
-  return cluster;
 }
 
 function checkOptions(options, name) {
@@ -126,7 +145,8 @@ class Lock {
    * @param {string} [options.namespace='lock']
    */
   constructor(options) {
-    if (!options || typeof options !== 'object' || !options.redis) {
+    const target = options && typeof options === 'object' ? resolveTarget(options) : {};
+    if (!target.redis) {
       throw invalidArg('Must provide a Redis connection string, options object, or client instance (options.redis)');
     }
     const namespace = options.namespace === undefined || options.namespace === null || options.namespace === ''
@@ -136,14 +156,14 @@ class Lock {
     if (namespace.length > MAX_ID_LENGTH) throw invalidArg(`options.namespace is longer than ${MAX_ID_LENGTH} characters`);
 
     this._namespace = namespace;
-    const { insecure, ...tls } = tlsOptions(options);
-    const sentinel = sentinelOptions(options.redis);
-    const urls = (sentinel ? [sentinel.url] : connectionUrls(options.redis)).map((url) => (insecure ? markInsecure(url) : url));
+    const { insecure, ...tls } = tlsOptions(options, target.tlsSource);
+    const sentinel = sentinelOptions(target.redis);
+    const urls = (sentinel ? [sentinel.url] : connectionUrls(target.redis)).map((url) => (insecure ? markInsecure(url) : url));
     const minReplications = options.minReplications ?? 0;
     if (!Number.isInteger(minReplications) || minReplications < 0 || minReplications > 1000) {
       throw invalidArg(`options.minReplications must be an integer from 0 to 1000, got ${describe(minReplications)}`);
     }
-    this._calls = new Calls();
+    this._calls = new Calls(describeEndpoints(urls, { ...sentinel, cluster: target.cluster }));
     this._native = construct(
       native.NativeLock,
       {
@@ -156,7 +176,7 @@ class Lock {
         replicationTimeoutMs: optionalMs(options, 'replicationTimeout', DEFAULT_REPLICATION_TIMEOUT_MS),
         sentinels: sentinel ? sentinel.sentinels : undefined,
         sentinelMaster: sentinel ? sentinel.sentinelMaster : undefined,
-        cluster: checkCluster(options.cluster),
+        cluster: target.cluster,
         busyPollUs: checkBusyPoll(options.busyPollMicros),
       },
       this._calls.onDone,

@@ -64,13 +64,22 @@ const badLocks = [
   ['no index', { id: 'x' }],
   ['null id', { id: null, index: 3 }],
   ['object id', { id: {}, index: 3 }],
-  ['index 1.5', { id: 'x', index: 1.5 }],
-  ['index "3"', { id: 'x', index: '3' }],
   ['index NaN', { id: 'x', index: NaN }],
   ['index Infinity', { id: 'x', index: Infinity }],
-  ['index -1 (a failed acquire)', { id: 'x', index: -1, success: false }],
+  ['index -Infinity', { id: 'x', index: -Infinity }],
   ['index null', { id: 'x', index: null }],
+  ['index true', { id: 'x', index: true }],
+  ['index object', { id: 'x', index: { valueOf: () => 3 } }],
+  ['index non-numeric text "abc"', { id: 'x', index: 'abc' }],
+  ['index empty string', { id: 'x', index: '' }],
+  ['index text "12abc"', { id: 'x', index: '12abc' }],
+  ['index text "NaN"', { id: 'x', index: 'NaN' }],
+  ['index text "Infinity"', { id: 'x', index: 'Infinity' }],
+  ['index hex text "0x10"', { id: 'x', index: '0x10' }],
 ];
+// Indexes that are answers, not errors (as in redfour, whose scripts compare them with
+// `tonumber`): -1 from a failed acquire, 0, negatives, fractions, numeric strings. Their results
+// are checked in dropin.test.js; here only that they are not argument errors.
 const badWaitTtls = [
   ['negative', -1],
   ['NaN', NaN],
@@ -178,6 +187,35 @@ describe('invalid constructor options', () => {
       } finally {
         lock.close();
       }
+    }
+  });
+
+  for (const [title, cluster] of [
+    ['a string', 'yes'],
+    ['a number', 1],
+    ['an empty array', []],
+    ['an array with null', [null]],
+    ['an array with a boolean', [true]],
+    ['an object without nodes', { options: {} }],
+    ['an object whose nodes is not an array', { nodes: '127.0.0.1:7000' }],
+  ]) {
+    it(`cluster as ${title} throws ERR_INVALID_ARG`, () => {
+      assert.throws(
+        () => new Lock({ cluster, namespace: uniqueNs('bad') }),
+        (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG' && /cluster/.test(e.message),
+      );
+    });
+  }
+
+  it('ioredfour\'s cluster seeds are accepted without a redis option (no connection is made yet)', () => {
+    for (const cluster of [
+      [{ host: '127.0.0.1', port: 7000 }, { host: '127.0.0.1', port: 7001 }],
+      ['127.0.0.1:7000', 7001, 'redis://127.0.0.1:7002'],
+      { nodes: [{ host: '127.0.0.1', port: 7000 }], options: { redisOptions: { password: 'pw' } } },
+      { startupNodes: [{ host: '127.0.0.1', port: 7000 }] },
+    ]) {
+      const l = new Lock({ cluster, namespace: uniqueNs('cl') });
+      l.close();
     }
   });
 

@@ -40,6 +40,15 @@ const fromNodeRedis = new Lock({ redis: nodeRedis4Client });
 const fromNodeRedis3: LockOptions = { redis: nodeRedis3Client };
 const ns: string = fromUrl.namespace;
 void [fromOptions, fromIoredis, fromNodeRedis, fromNodeRedis3, ns];
+// ioredfour's forms: the redisConnection alias and cluster seeds without `redis`.
+const fromAlias = new Lock({ redisConnection: ioredisClient, namespace: 'x' });
+const fromSeeds = new Lock({ cluster: [{ host: '10.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7000 }], namespace: 'x' });
+const fromSeedsWithOptions = new Lock({ cluster: ['10.0.0.1:7000'], clusterOptions: { redisOptions: { password: 'pw' } } });
+const fromClusterConfig = new Lock({ cluster: { nodes: [{ host: '10.0.0.1', port: 7000 }], options: { redisOptions: { tls: {} } } } });
+const fromClusterTrue = new Lock({ redis: ['redis://10.0.0.1:7000'], cluster: true });
+void [fromAlias, fromSeeds, fromSeedsWithOptions, fromClusterConfig, fromClusterTrue];
+// @ts-expect-error: cluster: true needs the seeds in redis
+new Lock({ cluster: true });
 // @ts-expect-error: a number is not a connection
 new Lock({ redis: 6379 });
 // @ts-expect-error: options.redis is required
@@ -75,8 +84,18 @@ async function promises(lock: Lock): Promise<number> {
   void [immediate, numericId, bigId];
   // A plain { id, index } works as a held lock (e.g. one stored elsewhere).
   await lock.releaseLock({ id: 'user-1', index: 17 });
+  // redfour's index.d.ts types index as a string: such locks (and numeric strings) are accepted.
+  const redfourTyped: { id: string; index: string } = { id: 'user-1', index: '17' };
+  await lock.releaseLock(redfourTyped);
+  await lock.renewLock(redfourTyped, 1000);
+  await lock.extendLock(redfourTyped, 1000);
+  // Releasing the result of a failed acquire is an answer (conflict/expired), not an error.
+  const maybe = await lock.acquireLock('user-2', 1000);
+  await lock.releaseLock(maybe);
   // @ts-expect-error: index is required to release
   await lock.releaseLock({ id: 'user-1' });
+  // @ts-expect-error: index is a number or a numeric string
+  await lock.releaseLock({ id: 'user-1', index: true });
   // @ts-expect-error: ids are strings or numbers
   await lock.acquireLock({ id: 1 }, 1000);
   // @ts-expect-error: ttl is a number

@@ -21,7 +21,9 @@ const TAG_FAILED = 9;
 function noop() {}
 
 class Calls {
-  constructor() {
+  /** `endpoint`: where the Lock connects, named in ERR_REDIS messages (see errors.js fromNative). */
+  constructor(endpoint) {
+    this.endpoint = endpoint;
     this._pending = new Map();
     this._next = 0;
     this._keepAlive = null;
@@ -55,7 +57,7 @@ class Calls {
       const entry = this._pending.get(call);
       if (entry === undefined) continue;
       this._pending.delete(call);
-      settle(entry, values[i + 1], values[i + 2], values[i + 3], values[i + 4], errors);
+      settle(entry, values[i + 1], values[i + 2], values[i + 3], values[i + 4], errors, this.endpoint);
     }
     if (this._pending.size === 0) this._letGo();
   }
@@ -70,7 +72,7 @@ class Calls {
   }
 }
 
-function settle(entry, tag, a, b, c, errors) {
+function settle(entry, tag, a, b, c, errors, endpoint) {
   const { id } = entry;
   switch (tag) {
     case TAG_ACQUIRED:
@@ -88,7 +90,7 @@ function settle(entry, tag, a, b, c, errors) {
     case TAG_NOTHING:
       return entry.resolve(undefined);
     case TAG_FAILED:
-      return entry.reject(fromNative(new Error(errors[a])));
+      return entry.reject(fromNative(new Error(errors[a]), endpoint));
     default:
       return entry.reject(fromNative(new Error(`[ERR_INTERNAL] unknown completion tag ${tag}`)));
   }

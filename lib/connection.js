@@ -159,11 +159,11 @@ function pem(value, name) {
 }
 
 /**
- * TLS settings from the Lock's `tls` option, or else from the `redis` option (an ioredis-style
- * `tls` object, or node-redis `socket` fields) or the client instance it names.
+ * TLS settings from the Lock's `tls` option, or else from `from` (by default the `redis` option:
+ * an ioredis-style `tls` object, or node-redis `socket` fields) or the client instance it names.
  */
-function tlsOptions(options) {
-  const redis = options.redis && typeof options.redis === 'object' && !Array.isArray(options.redis) ? options.redis : {};
+function tlsOptions(options, from = options.redis) {
+  const redis = from && typeof from === 'object' && !Array.isArray(from) ? from : {};
   const source = redis.options && typeof redis.options === 'object' ? redis.options : redis;
   const candidates = [options.tls, source.tls, source.socket];
   const found = candidates.find((c) => c && typeof c === 'object' && (c.ca || c.cert || c.key || c.rejectUnauthorized === false));
@@ -215,4 +215,83 @@ function sentinelOptions(redis) {
   return { url, sentinels, sentinelMaster: redis.name };
 }
 
-module.exports = { connectionUrl, connectionUrls, sentinelOptions, tlsOptions, markInsecure, redact };
+/** A cluster seed as ioredis takes it: `{ host, port }`, a port number, `'host:port'` or a URL. */
+function seedNode(node, redisOptions) {
+  if (typeof node === 'number') node = { port: node };
+  if (typeof node === 'string') {
+    if (node.includes('://')) return node;
+    const sep = node.lastIndexOf(':');
+    node = sep < 0 ? { host: node } : { host: node.slice(0, sep), port: node.slice(sep + 1) };
+  }
+  if (node === null || typeof node !== 'object' || Array.isArray(node)) {
+    throw invalidArg('options.cluster seed nodes must be { host, port } objects, ports or redis:// URLs');
+  }
+  const { username, password, tls } = redisOptions;
+  return { username, password, tls, ...node };
+}
+
+function clusterSeeds(nodes, clusterOptions, name) {
+  if (!Array.isArray(nodes) || nodes.length === 0) throw invalidArg(`${name} must be a non-empty array of seed nodes`);
+  const redisOptions = clusterOptions && typeof clusterOptions === 'object' && clusterOptions.redisOptions && typeof clusterOptions.redisOptions === 'object'
+    ? clusterOptions.redisOptions
+    : {};
+  return { redis: nodes.map((node) => seedNode(node, redisOptions)), cluster: true, tlsSource: redisOptions };
+}
+
+/**
+ * Where to connect and in which mode, from the constructor's options, ioredfour's forms
+ * included: `redisConnection` is an alias of `redis` (and wins, as in ioredfour), and cluster
+ * mode is `cluster: true` with the seed(s) in `redis`, or ioredfour's `cluster: [{ host, port },
+ * ...]` (ioredis Cluster options in `clusterOptions`) or `cluster: { nodes, options }`, or an
+ * ioredis Cluster client as `redis`. Credentials and TLS of the seeds come from the Cluster
+ * options' `redisOptions`. Returns `{ redis, cluster, tlsSource }`, or `redis: undefined` when
+ * nothing says where Redis is. `tlsSource` is what `tlsOptions` reads TLS settings from.
+ */
+function resolveTarget(options) {
+  const redis = options.redisConnection || options.redis;
+  const { cluster } = options;
+  if (redis && typeof redis === 'object' && redis.isCluster === true && Array.isArray(redis.startupNodes)) {
+    return clusterSeeds(redis.startupNodes, redis.options, 'the Cluster client\'s startupNodes');
+  }
+  if (cluster === undefined || cluster === null || typeof cluster === 'boolean') {
+    return { redis, cluster: cluster === true, tlsSource: redis };
+  }
+  // An existing client wins over cluster seeds, as in ioredfour.
+  if (redis && typeof redis === 'object' && isClient(redis)) return { redis, cluster: true, tlsSource: redis };
+  if (Array.isArray(cluster)) return clusterSeeds(cluster, options.clusterOptions, 'options.cluster');
+  if (typeof cluster === 'object') {
+    return clusterSeeds(cluster.nodes || cluster.startupNodes, cluster.options || options.clusterOptions, 'options.cluster.nodes');
+  }
+  throw invalidArg(`options.cluster must be a boolean, an array of seed nodes or { nodes, options }, got ${typeof cluster}`);
+}
+
+/**
+ * Where the Lock connects, for error messages ("Redis at 127.0.0.1:6379"): `host:port` of each
+ * URL (never credentials), a socket path, or a sentinel master's name and its sentinels.
+ */
+function describeEndpoints(urls, { sentinels, sentinelMaster, cluster } = {}) {
+  const where = (text) => {
+    try {
+      const url = new URL(text);
+      if (url.protocol === 'redis+unix:' || url.protocol === 'unix:') return decodeURI(url.pathname);
+      return url.port ? `${url.hostname}:${url.port}` : `${url.hostname}:6379`;
+    } catch {
+      return 'an unparsable address';
+    }
+  };
+  if (sentinels) return `Redis master "${sentinelMaster}" via sentinels ${sentinels.map(where).join(', ')}`;
+  const list = urls.map(where).join(', ');
+  if (cluster) return `Redis Cluster seeds ${list}`;
+  return urls.length > 1 ? `Redis nodes ${list}` : `Redis at ${list}`;
+}
+
+module.exports = {
+  connectionUrl,
+  connectionUrls,
+  sentinelOptions,
+  tlsOptions,
+  markInsecure,
+  redact,
+  resolveTarget,
+  describeEndpoints,
+};

@@ -44,7 +44,15 @@ function isLockError(err) {
 // The native side marks its errors with a `[CODE] ` prefix on the message.
 const NATIVE_CODE = /^\[(ERR_[A-Z_]+)\] /;
 
-function fromNative(err) {
+// Codes whose messages name the Lock's endpoint(s), so that "Redis is down" says which Redis.
+const ABOUT_REDIS = new Set([codes.ERR_REDIS, codes.ERR_NO_QUORUM]);
+
+/**
+ * `endpoint` (optional) describes where the Lock connects ("Redis at 127.0.0.1:6379", from
+ * lib/connection.js's describeEndpoints: never credentials); ERR_REDIS and ERR_NO_QUORUM
+ * messages end with it.
+ */
+function fromNative(err, endpoint) {
   if (err instanceof LockError || (err instanceof TypeError && err.code === codes.ERR_INVALID_ARG)) return err;
   let message = err && err.message ? err.message : String(err);
   let code = isLockError(err) ? err.code : codes.ERR_INTERNAL;
@@ -54,6 +62,7 @@ function fromNative(err) {
     message = message.slice(marked[0].length);
   }
   if (code === codes.ERR_INVALID_ARG) return invalidArg(message);
+  if (endpoint && ABOUT_REDIS.has(code) && !message.includes(endpoint)) message = `${message} (${endpoint})`;
   const wrapped = new LockError(code, message);
   if (code === codes.ERR_INTERNAL) wrapped.cause = err;
   return wrapped;

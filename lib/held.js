@@ -95,7 +95,7 @@ async function acquireHeld(lock, native, key, id, ttl, options) {
   try {
     lease = await native.acquireLease(key, ttl, options.waitMs, options.renewEveryMs, options.maxHoldMs, abort);
   } catch (err) {
-    throw fromNative(err);
+    throw fromNative(err, lock._calls.endpoint);
   }
   if (!lease.success) {
     const err = new LockError(codes.ERR_NOT_ACQUIRED, `lock ${JSON.stringify(String(id))} is held elsewhere (${lease.ttl} ms left) and the wait ended`);
