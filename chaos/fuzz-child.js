@@ -623,26 +623,6 @@ async function round(n) {
   }
 }
 
-/**
- * Violations that belong to a bug already reported (see RELIABILITY.md, "Bugs found"); the tests
- * keep them visible as TODO tests, the fuzzer keeps counting them.
- */
-function knownBug(v) {
-  if ((v.kind === 'hang' || v.kind === 'slow') && typeof v.lock === 'string' && v.lock.startsWith('rediss://')) {
-    return 'serialized-connect: calls to a server that accepts but never answers queue behind one connect attempt each';
-  }
-  if (v.kind === 'user-error-as-ERR_INTERNAL' && (v.method === 'acquire' || v.method === 'using') && /abortHandle/.test(v.stack || '')) {
-    return "held-signal: acquire()/using() report a throwing AbortSignal's error as ERR_INTERNAL (lib/held.js abortHandle inside fromNative's try)";
-  }
-  if (v.kind === 'undocumented-code' && v.method === 'new Lock' && /at pem \(/.test(v.stack || '')) {
-    return 'tls-pem: an empty element in a tls ca/cert/key array throws a TypeError without code (lib/connection.js pem)';
-  }
-  if (v.kind === 'undocumented-code' && v.method === 'new Lock' && /lib\/connection\.js/.test(v.stack || '')) {
-    return 'option-coercion: a Symbol, null-prototype or uncoercible object as host/port/db throws a TypeError without code';
-  }
-  return undefined;
-}
-
 async function main() {
   const startedAt = Date.now();
   while (stats.calls < args.calls) {
@@ -651,7 +631,6 @@ async function main() {
     await redisCmd(args.port, ['FLUSHALL'], { timeoutMs: 5000 }).catch(() => {});
   }
   await sleep(200); // let late unhandled rejections / uncaught exceptions surface
-  for (const v of violations) v.known = knownBug(v);
   const report = {
     type: 'report',
     seconds: Math.round((Date.now() - startedAt) / 100) / 10,

@@ -1,11 +1,15 @@
 #!/usr/bin/env node
 'use strict';
-// The chaos runner: for each scenario, starts a private redis-server, forks worker processes
+// The chaos runner: for each scenario, starts a private redis-server and the Redis truth recorder
+// (chaos/truth.js: a MONITOR of every write to the lock keys), forks worker processes
 // (chaos/worker.js) that hammer a few hot ids and many cold ones, injects the scenario's faults,
-// stops everything, checks the final keys, and runs chaos/checker.js over the recorded histories.
+// stops everything, checks the final keys, and runs chaos/checker.js over the recorded histories
+// and the truth. In the `proxy` scenarios each worker reaches Redis through its own FaultProxy
+// (__test__/helpers/proxy.js), so one worker's subscriber connection can be held, cut or
+// black-holed.
 //
-//   node chaos/run.js              full suite (about 6 minutes on 2 cores)
-//   node chaos/run.js --quick      CI subset (2 short scenarios, well under a minute)
+//   node chaos/run.js              full suite (21 scenarios, about 8 minutes on 2 cores)
+//   node chaos/run.js --quick      CI subset (3 short scenarios, well under a minute)
 //   options: --only a,b  --duration ms  --seed n  --json file  --markdown file  --keep (keep histories)
 //
 // Exit code 1 if any scenario has a violation (an anomaly no documented limit explains).
@@ -16,10 +20,12 @@ const os = require('node:os');
 const path = require('node:path');
 const Redis = require('ioredis');
 const { RedisServer } = require('../__test__/helpers/redis');
-const { nowUs, prng, Jsonl, redisCmd, sleep } = require('./lib');
+const { FaultProxy } = require('../__test__/helpers/proxy');
+const { nowUs, prng, Jsonl, redisCall, redisCmd, sleep } = require('./lib');
 const { checkDir } = require('./checker');
 
 const WORKER = path.join(__dirname, 'worker.js');
+const TRUTH = path.join(__dirname, 'truth.js');
 
 // ---------------------------------------------------------------------------------------------
 // Faults. Each gets ctx (see runScenario) and loops until ctx.running() is false.
@@ -49,13 +55,27 @@ async function pauseLoop(ctx, { everyMs = 4000, pauseMs = [1200, 2500] } = {}) {
   }
 }
 
+/**
+ * CLIENT KILL TYPE `type`, sparing the truth recorder (named chaos-truth-*; MONITOR clients are of
+ * type normal): for 'normal' the connections are listed and killed by ID in one pipeline, so the
+ * kills run back to back as one CLIENT KILL TYPE would.
+ */
+async function killClients(port, type) {
+  if (type !== 'normal') return redisCmd(port, ['CLIENT', 'KILL', 'TYPE', type], { timeoutMs: 2000 });
+  const list = await redisCmd(port, ['CLIENT', 'LIST', 'TYPE', 'normal'], { timeoutMs: 2000 });
+  const ids = list.split('\n').filter((l) => l.startsWith('id=') && !/ name=chaos-truth/.test(l)).map((l) => /^id=(\d+)/.exec(l)[1]);
+  if (ids.length === 0) return 0;
+  const replies = await redisCall(port, ids.map((id) => ['CLIENT', 'KILL', 'ID', id]), { timeoutMs: 2000 });
+  return replies.filter((r) => r === 1).length;
+}
+
 async function clientKillLoop(ctx, { type, everyMs }) {
   await ctx.sleep(1000);
   while (ctx.running()) {
     const t0 = nowUs();
     let killed = 0;
     try {
-      killed = await redisCmd(ctx.server.port, ['CLIENT', 'KILL', 'TYPE', type], { timeoutMs: 2000 });
+      killed = await killClients(ctx.server.port, type);
     } catch {
       // counted as a no-op fault
     }
@@ -97,7 +117,10 @@ async function holderKillLoop(ctx, { everyMs = 1500 } = {}) {
   }
 }
 
-/** Memory pressure: maxmemory a few MB above the baseline, and a filler writing 8 KB values. */
+/**
+ * Memory pressure: maxmemory a few MB above the baseline, and a filler writing 8 KB values (with
+ * SETRANGE, so that MONITOR does not echo 8 KB per write to the truth recorder).
+ */
 async function evictionLoop(ctx, { policy, fillerTtlMs }) {
   const port = ctx.server.port;
   const info = await redisCmd(port, ['INFO', 'memory']);
@@ -115,8 +138,8 @@ async function evictionLoop(ctx, { policy, fillerTtlMs }) {
     const p = filler.pipeline();
     for (let i = 0; i < 40; i++) {
       n += 1;
-      if (fillerTtlMs) p.set(`fill:${n % 5000}`, value, 'PX', fillerTtlMs);
-      else p.set(`fill:${n % 5000}`, value);
+      p.setrange(`fill:${n % 5000}`, value.length - 1, 'x');
+      if (fillerTtlMs) p.pexpire(`fill:${n % 5000}`, fillerTtlMs);
     }
     const res = await p.exec().catch(() => []);
     oom += (res || []).filter(([err]) => err).length;
@@ -128,6 +151,100 @@ async function evictionLoop(ctx, { policy, fillerTtlMs }) {
   await redisCmd(port, ['CONFIG', 'SET', 'maxmemory', '0']);
   ctx.fault(`maxmemory-${policy}`, t0, nowUs(), { dataLoss: policy !== 'noeviction', evicted, fillerWrites: n, fillerOom: oom });
   ctx.note({ evictedKeys: evicted, fillerOom: oom });
+}
+
+// Faults on one worker's own connections (proxy scenarios: every worker has its FaultProxy).
+
+/** Holds back the server->client bytes of one worker's subscriber for 2-3 s, then delivers them. */
+async function pubsubHoldLoop(ctx, { everyMs = [1000, 2500], holdMs = [2000, 3000] } = {}) {
+  await ctx.sleep(1000);
+  while (ctx.running()) {
+    const wk = ctx.rnd.pick(ctx.liveWorkers());
+    const t0 = nowUs();
+    const held = wk.proxy.hold('subscriber');
+    await sleep(ctx.rnd.int(holdMs[0], holdMs[1]));
+    const delivered = wk.proxy.deliver('subscriber');
+    ctx.fault('pubsub-hold', t0, nowUs(), { w: wk.w, held: held.length, delivered: delivered.length });
+    await ctx.sleep(ctx.rnd.int(everyMs[0], everyMs[1]));
+  }
+}
+
+/**
+ * Cuts (RST) a subscriber connection right after a hand-off: when a worker reports a release,
+ * another worker's subscriber (its waiters were just sent that release); when a worker reports a
+ * grant that waited, its own subscriber. At most one cut every 150-400 ms.
+ */
+async function pubsubCutLoop(ctx, { gapMs = [150, 400] } = {}) {
+  let next = Date.now() + 1000;
+  ctx.onNotify((wk, m) => {
+    if (!ctx.running() || Date.now() < next || wk.killed || wk.exited) return;
+    let victim = null;
+    if (m.type === 'released') {
+      const others = ctx.liveWorkers().filter((o) => o !== wk);
+      victim = others.length ? ctx.rnd.pick(others) : null;
+    } else if (m.type === 'granted' && m.imm === false) {
+      victim = wk;
+    }
+    if (!victim) return;
+    const t = nowUs();
+    const cut = victim.proxy.cut('subscriber');
+    ctx.fault('pubsub-cut', t, t, { w: victim.w, after: m.type, conns: cut.length });
+    next = Date.now() + ctx.rnd.int(gapMs[0], gapMs[1]);
+  });
+  while (ctx.running()) await ctx.sleep(100);
+}
+
+/**
+ * Half-opens one worker's subscriber (nothing passes, no FIN or RST) and measures how long the
+ * library takes to notice and resubscribe on a new connection: the README promises within 3 s
+ * while anybody waits (PING every second, dead after 2 s without an answer).
+ */
+async function halfOpenLoop(ctx, { everyMs = [1500, 3000], boundMs = 4000 } = {}) {
+  await ctx.sleep(1000);
+  while (ctx.running()) {
+    const wk = ctx.rnd.pick(ctx.liveWorkers());
+    const before = new Set(wk.proxy.connections().filter((c) => c.subscriber && !c.blackholed).map((c) => c.id));
+    if (before.size === 0) {
+      await ctx.sleep(50);
+      continue;
+    }
+    const t0 = nowUs();
+    wk.proxy.blackhole('subscriber');
+    let tookMs;
+    const deadline = Date.now() + 15000;
+    while (Date.now() < deadline && !wk.exited && !wk.killed) {
+      if (wk.proxy.connections().some((c) => c.subscriber && !c.blackholed && !before.has(c.id))) {
+        tookMs = Math.round((nowUs() - t0) / 100) / 10;
+        break;
+      }
+      await sleep(5);
+    }
+    // Still no new subscriber (and the worker is alive): reported as taking 15 s.
+    if (tookMs === undefined && !wk.exited && !wk.killed) tookMs = 15000;
+    ctx.fault('pubsub-half-open', t0, nowUs(), { w: wk.w, tookMs, boundMs });
+    await ctx.sleep(ctx.rnd.int(everyMs[0], everyMs[1]));
+  }
+}
+
+/** SIGKILLs a worker that just started waiting for a hot id (its waiters are queued, seated), and replaces it. */
+async function waiterKillLoop(ctx, { everyMs = 1000 } = {}) {
+  await ctx.sleep(1000);
+  while (ctx.running()) {
+    const fresh = ctx.liveWorkers().filter((wk) => wk.lastWaiting && Date.now() - wk.lastWaiting < 30);
+    if (fresh.length === 0) {
+      await sleep(5);
+      continue;
+    }
+    const victim = ctx.rnd.pick(fresh);
+    // Let the wait get past its first attempt and into the queue.
+    await sleep(ctx.rnd.int(5, 40));
+    if (victim.exited || victim.killed) continue;
+    const t0 = nowUs();
+    ctx.killWorker(victim);
+    ctx.fault('waiter-sigkill', t0, nowUs(), { w: victim.w });
+    await ctx.spawnWorker();
+    await ctx.sleep(ctx.rnd.int(everyMs / 2, everyMs * 1.5));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,9 +346,55 @@ const SCENARIOS = [
     continuousLoss: true,
     run: (ctx) => evictionLoop(ctx, { policy: 'allkeys-random', fillerTtlMs: 0 }),
   },
+  // Through a FaultProxy per worker: the subscriber connection of one worker misbehaves.
+  {
+    name: 'pubsub-hold',
+    fault: "one worker's subscriber bytes held back 2-3 s, then delivered, every 1-2.5 s",
+    guarantee: true,
+    proxy: true,
+    worker: { hot: 2, hotShare: 0.7 },
+    run: (ctx) => pubsubHoldLoop(ctx),
+  },
+  {
+    name: 'pubsub-cut',
+    fault: "a subscriber connection reset right after a release (another worker's) or a waited grant (its own), every 150-400 ms",
+    guarantee: true,
+    proxy: true,
+    worker: { notify: true, hot: 2, hotShare: 0.7 },
+    run: (ctx) => pubsubCutLoop(ctx),
+  },
+  {
+    name: 'pubsub-half-open',
+    fault: "one worker's subscriber black-holed (no FIN/RST) every 1.5-3 s after it recovered",
+    guarantee: true,
+    proxy: true,
+    worker: { hot: 2, hotShare: 0.7 },
+    run: (ctx) => halfOpenLoop(ctx),
+  },
+  {
+    name: 'waiter-sigkill',
+    fault: 'SIGKILL a worker 5-40 ms after it started waiting for a hot id (holds 20-200 ms), every ~1 s',
+    guarantee: true,
+    worker: { notify: true, hot: 2, hotShare: 0.9, hold: [20, 200], ops: { wait: 0.6, lease: 0.15, using: 0.1, try: 0.15 } },
+    run: (ctx) => waiterKillLoop(ctx),
+  },
+  {
+    name: 'waits-abort',
+    fault: 'callers abort waits 1-60 ms in (AbortSignal), or give them 1-40 ms (waitTtl / waitMs)',
+    guarantee: true,
+    worker: { hot: 3, hotShare: 0.7, hold: [5, 40], ops: { abort: 0.45, short: 0.15, wait: 0.25, try: 0.15 } },
+    run: async () => {},
+  },
+  {
+    name: 'impatient-waiters',
+    fault: 'holders keep 2 hot ids 1.5-3 s (acquire(): renewed, TTL 0.6-1 s); 98 % of calls are 1-50 ms waits on them',
+    guarantee: true,
+    worker: { hot: 2, hotShare: 0.95, hotHold: [1500, 3000], leaseTtl: [600, 1000], leaseSteps: [3, 6], ops: { short: 0.98, lease: 0.02 } },
+    run: async () => {},
+  },
 ];
 
-const QUICK = ['holder-sigkill', 'client-kill-pubsub'];
+const QUICK = ['holder-sigkill', 'client-kill-pubsub', 'pubsub-cut'];
 
 // ---------------------------------------------------------------------------------------------
 
@@ -263,6 +426,7 @@ async function runScenario(scenario, cli) {
   const server = new RedisServer({ args: scenario.serverArgs || [] });
   await server.start();
   const runner = new Jsonl(path.join(dir, 'runner.jsonl'));
+  const truth = await startTruth(server.port, namespace, path.join(dir, 'truth.jsonl'));
   const workerOptions = {
     url: server.url,
     namespace,
@@ -272,6 +436,7 @@ async function runScenario(scenario, cli) {
     ...(scenario.worker || {}),
   };
   const checkOptions = {
+    namespace,
     slackMs: 2 * workerOptions.connectTimeout + 3 * workerOptions.commandTimeout + 1500,
     tryBoundMs: 2 * workerOptions.connectTimeout + 3 * workerOptions.commandTimeout + 1500,
     continuousLoss: Boolean(scenario.continuousLoss),
@@ -280,18 +445,23 @@ async function runScenario(scenario, cli) {
   const notes = {};
 
   const workers = new Map();
+  const notifyHandlers = [];
   let nextWorker = 0;
-  const spawnWorker = () => {
+  const spawnWorker = async () => {
     const w = nextWorker++;
-    const args = { ...workerOptions, worker: w, seed: (seed + w * 7919) >>> 0, log: path.join(dir, `worker-${w}.jsonl`) };
+    // Proxy scenarios: each worker gets a FaultProxy of its own, so a fault hits one worker.
+    const proxy = scenario.proxy ? await FaultProxy.start({ port: server.port }) : null;
+    const args = { ...workerOptions, url: proxy ? proxy.url : workerOptions.url, worker: w, seed: (seed + w * 7919) >>> 0, log: path.join(dir, `worker-${w}.jsonl`) };
     const child = fork(WORKER, [JSON.stringify(args)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-    const wk = { w, child, exited: false, lastHolding: 0, stderr: '' };
+    const wk = { w, child, proxy, exited: false, lastHolding: 0, lastWaiting: 0, stderr: '' };
     child.stderr.setEncoding('utf8').on('data', (d) => { wk.stderr = (wk.stderr + d).slice(-4000); });
     wk.exit = new Promise((resolve) => child.once('exit', (code, signal) => { wk.exited = true; resolve({ code, signal }); }));
     wk.ready = new Promise((resolve) => {
       child.on('message', (m) => {
         if (m.type === 'ready') resolve();
         else if (m.type === 'holding') wk.lastHolding = Date.now();
+        else if (m.type === 'waiting') wk.lastWaiting = Date.now();
+        else if (m.type === 'released' || m.type === 'granted') for (const h of notifyHandlers) h(wk, m);
       });
       wk.exit.then(resolve);
     });
@@ -310,6 +480,7 @@ async function runScenario(scenario, cli) {
     },
     fault: (name, t0, t1, extra = {}) => runner.write({ k: 'fault', name, t0, t1, ...extra, dataLoss: Boolean(extra.dataLoss) }),
     note: (obj) => Object.assign(notes, obj),
+    onNotify: (handler) => notifyHandlers.push(handler),
     liveWorkers: () => [...workers.values()].filter((wk) => !wk.exited && !wk.killed),
     killWorker: (wk) => {
       wk.killed = true;
@@ -358,6 +529,7 @@ async function runScenario(scenario, cli) {
   }));
   sampling = false;
   await sampler;
+  for (const wk of workers.values()) if (wk.proxy) await wk.proxy.close();
 
   // Final key state: every lock key has an expiry within the largest TTL, and none outlives it.
   const maxTtl = Math.max(...(workerOptions.ttl || [1500]), ...(workerOptions.leaseTtl || [1200]), 1500);
@@ -376,6 +548,7 @@ async function runScenario(scenario, cli) {
   const left = (await redisCmd(server.port, ['KEYS', `${namespace}:*`])).filter((k) => !sample.includes(k));
   runner.write({ k: 'keys', t: nowUs(), atStop: keys.length, immortal, overTtl, leftAfterTtl: left.length, sample: sample.slice(0, 5), sampleLeft: left.slice(0, 5) });
   runner.close();
+  const truthStats = await truth.stop();
 
   const result = checkDir(dir);
   const row = {
@@ -389,6 +562,7 @@ async function runScenario(scenario, cli) {
     hungWorkers: hung,
     faults: countFaults(dir),
     faultError: faultError ? String(faultError.stack || faultError) : undefined,
+    truthRecorder: truthStats,
     ...notes,
     ...result,
     dir: cli.keep ? dir : undefined,
@@ -398,6 +572,31 @@ async function runScenario(scenario, cli) {
   await server.cleanup();
   if (!cli.keep) fs.rmSync(dir, { recursive: true, force: true });
   return row;
+}
+
+/** Forks the truth recorder (chaos/truth.js) and waits until its MONITOR is confirmed. */
+async function startTruth(port, namespace, log) {
+  const child = fork(TRUTH, [JSON.stringify({ port, namespace, log })], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d) => { stderr = (stderr + d).slice(-4000); });
+  const exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  let stats = null;
+  child.on('message', (m) => { if (m && m.type === 'stopped') stats = m; });
+  await new Promise((resolve, reject) => {
+    child.on('message', (m) => { if (m && m.type === 'ready') resolve(); });
+    exit.then((e) => reject(new Error(`truth recorder exited (${JSON.stringify(e)}): ${stderr}`)));
+  });
+  return {
+    async stop() {
+      try { child.send({ cmd: 'stop' }); } catch { /* gone */ }
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15000);
+      const e = await exit;
+      clearTimeout(timer);
+      if (!stats) return { failed: true, exit: e, stderr: stderr.slice(-500) };
+      const { type, ...rest } = stats;
+      return rest;
+    },
+  };
 }
 
 function countFaults(dir) {
@@ -417,12 +616,13 @@ function fmtErrors(errors) {
 }
 
 function markdownTable(rows) {
-  const head = '| scenario | fault | guarantee applies | ops | grants | violations | documented-limit anomalies | token regressions | naive-belief overlaps | max waiter stall ms (quiet) | recovery ms median / max | errors |';
-  const sep = '| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | --- | --- | --- |';
+  const head = '| scenario | fault | guarantee applies | ops | grants | checked against Redis | violations | documented-limit anomalies | token regressions | naive-belief overlaps | max waiter stall ms (quiet) | recovery ms median / max | errors |';
+  const sep = '| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- | --- |';
   const lines = rows.map((r) => {
     const limits = Object.entries(r.limitsByKind || {}).map(([k, v]) => `${k} ${v}`).join(', ') || '0';
     const rec = r.recoveryMs ? `${r.recoveryMs.median} / ${r.recoveryMs.max}` : 'n/a';
-    return `| ${r.scenario} | ${r.fault} | ${r.guarantee ? 'yes' : `no: ${r.limit}`} | ${r.attempted} | ${r.grants} | **${r.violations}** | ${limits} | ${r.tokenRegressions + r.counterResets} | ${r.naiveOverlaps} | ${r.maxStallMs} (${r.maxQuietStallMs}) | ${rec} | ${fmtErrors(r.errors)} |`;
+    const checked = r.truth ? r.truth.checkedBeliefs : 'n/a';
+    return `| ${r.scenario} | ${r.fault} | ${r.guarantee ? 'yes' : `no: ${r.limit}`} | ${r.attempted} | ${r.grants} | ${checked} | **${r.violations}** | ${limits} | ${r.tokenRegressions + r.counterResets} | ${r.naiveOverlaps} | ${r.maxStallMs} (${r.maxQuietStallMs}) | ${rec} | ${fmtErrors(r.errors)} |`;
   });
   return [head, sep, ...lines].join('\n');
 }
@@ -438,7 +638,8 @@ async function main() {
   for (const scenario of list) {
     const row = await runScenario(scenario, cli);
     rows.push(row);
-    console.error(`${row.violations === 0 ? 'ok  ' : 'FAIL'} ${row.scenario}: ${row.attempted} ops, ${row.grants} grants, ${row.violations} violations, ${row.limits} limit anomalies (${JSON.stringify(row.limitsByKind)}), max stall ${row.maxStallMs} ms, recovery ${JSON.stringify(row.recoveryMs)}, errors ${fmtErrors(row.errors)} [${row.seconds} s]`);
+    const tr = row.truth ? `truth: ${row.truth.checkedBeliefs} checked, ${row.truth.gaps} gaps, learn lag ${JSON.stringify(row.truth.learnLagMs)}, unclaimed ${JSON.stringify(row.truth.unclaimedGrants)}; ` : 'no truth; ';
+    console.error(`${row.violations === 0 ? 'ok  ' : 'FAIL'} ${row.scenario}: ${tr}${row.attempted} ops, ${row.grants} grants, ${row.violations} violations, ${row.limits} limit anomalies (${JSON.stringify(row.limitsByKind)}), max stall ${row.maxStallMs} ms, recovery ${JSON.stringify(row.recoveryMs)}, errors ${fmtErrors(row.errors)} [${row.seconds} s]`);
     if (row.violations) console.error(JSON.stringify(row.examples, null, 1).slice(0, 4000));
   }
   const report = { seed: cli.seed, quick: cli.quick, node: process.version, rows };

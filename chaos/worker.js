@@ -5,15 +5,22 @@
 //
 // argv[2] JSON: see DEFAULTS. IPC in: {cmd:'stop'}. IPC out: {type:'ready'}, {type:'holding', id, until}
 // (a long hold of a hot id started: the runner's holder-kill fault picks its victims from these),
-// {type:'done'}.
+// {type:'done'}; with `notify`: {type:'waiting', id} (a waiting call on a hot id started),
+// {type:'granted', id, imm} and {type:'released', id} (for faults timed to hand-offs).
 //
 // Records (field w = worker id, c = call number, t = µs):
-//   call  {op, id, ttl, wait}              a call is issued (op: try | wait | lease | using)
-//   grant {id, idx, imm, ttl, until}       the lock was granted; `until` (µs) is the end of the
-//                                          lease as the holder may believe it (see beliefUntil)
+//   call  {op, kind, id, ttl, wait}        a call is issued (op: try | wait | lease | using; kind
+//                                          for waits and leases: 'short' (an impatient waiter),
+//                                          'abort' (its AbortSignal fires), see OPS)
+//   grant {id, idx, imm, ttl, rttl, until} the lock was granted; `until` (µs) is the holder's
+//                                          *claim*: the end of the lease as the library told it or
+//                                          as it can compute it from facts it recorded (see
+//                                          claimUntil); `rttl` the result's ttl
+//   abort {}                               the caller fires the call's AbortSignal
 //   fail  {id, why, pttl}                  not granted: why 'busy' (acquireLock) or 'timeout'
 //   err   {id, code, msg}                  the call rejected
-//   use   {until}                          lease holder checked its lease: still valid until `until`
+//   use   {until}                          lease holder checked its lease: valid until `until`
+//                                          (check time + held.remainingMs: a claim too)
 //   lost  {reason}                         lease holder found its lease lost
 //   rel   {}                               the holder stops using the lock and calls release
 //   reld  {result, code}                   the release finished (result) or rejected (code)
@@ -37,6 +44,10 @@ const DEFAULTS = {
   ops: { wait: 0.55, try: 0.2, lease: 0.15, using: 0.1 },
   ttl: [800, 1500],
   wait: [200, 3000],
+  shortWait: [1, 40], // waitTtl of 'short' waits (impatient waiters)
+  abortAfter: [1, 60], // 'abort' calls fire their AbortSignal after this many ms
+  notify: false, // send waiting/granted/released IPC messages
+  lagMs: 20, // record event-loop stalls of at least this long
   hold: [0, 15],
   hotHold: null, // [min, max] hold for hot ids (holder-kill scenario: long holds)
   leaseTtl: [600, 1200],
@@ -73,20 +84,16 @@ const pending = new Map(); // c -> {op, id}
 let seq = 0;
 let stopping = false;
 
-/** The lease margin the library itself uses for leases: ttl/10, clamped to 5 ms .. 2 s. */
-const margin = (ttl) => Math.min(2000, Math.max(5, ttl / 10));
-
 /**
- * The end (µs) of the lease as its holder may believe it. A grant's key expires no earlier than
- * ttl after its acquire script was sent. For acquireLock and an immediate waitAcquireLock the script
- * was sent after the call was issued (callT). For a waitAcquireLock that had to wait, the deciding
- * attempt's send time is not exposed to JavaScript: the holder takes the time it learnt of the
- * grant, less the library's own lease margin (a late delivery, e.g. a blocked event loop, can
- * defeat this: the checker reports such overlaps separately as a documented limit).
+ * The claim (µs): the end of a plain grant's lease as its holder can compute it from facts it
+ * recorded. For acquireLock and a waitAcquireLock that did not wait, the acquire script was sent
+ * after the call was issued (callT): callT + the TTL asked for. For a waitAcquireLock that waited,
+ * the deciding attempt's send time is not exposed to JavaScript: the time the holder learnt of the
+ * grant + the result's `ttl`. The checker verifies every claim against Redis truth.
  */
-function beliefUntil(op, callT, recvT, ttl, immediate) {
-  if (op === 'try' || immediate) return callT + ttl * 1000;
-  return recvT + (ttl - margin(ttl)) * 1000;
+function claimUntil(callT, recvT, ttl, result) {
+  if (result.immediate !== false) return callT + ttl * 1000;
+  return recvT + result.ttl * 1000;
 }
 
 function pickId() {
@@ -118,6 +125,7 @@ async function release(c, id, index) {
   try {
     const r = await lock.releaseLock({ id, index });
     rec({ k: 'reld', c, result: r.result });
+    if (args.notify && r.result === 'released') send({ type: 'released', id });
   } catch (err) {
     rec({ k: 'reld', c, code: err.code, msg: String(err.message).slice(0, 200) });
   }
@@ -147,30 +155,59 @@ async function opTry(c, id) {
     await sleep(rnd.int(5, 25));
     return;
   }
-  rec({ k: 'grant', c, id, idx: r.index, imm: true, ttl, until: beliefUntil('try', callT, t, ttl, true), t });
+  rec({ k: 'grant', c, id, idx: r.index, imm: true, ttl, rttl: r.ttl, until: claimUntil(callT, t, ttl, r), t });
   await plainHold('try', c, id, holdMs(id));
   await release(c, id, r.index);
 }
 
-async function opWait(c, id) {
+function notifyWaiting(id) {
+  if (args.notify && id.startsWith('hot')) send({ type: 'waiting', id });
+}
+
+function notifyGranted(id, imm) {
+  if (args.notify) send({ type: 'granted', id, imm });
+}
+
+/**
+ * waitAcquireLock; `kind` 'wait' (waitTtl from args.wait), 'short' (args.shortWait: an impatient
+ * waiter) or 'abort' (a longer wait whose AbortSignal fires after args.abortAfter ms). Histories
+ * record all three as op 'wait' (the checker judges them alike), with `kind` beside it; opLease
+ * does the same for acquire().
+ */
+async function opWait(c, id, kind = 'wait') {
   const ttl = rnd.int(args.ttl[0], args.ttl[1]);
-  const wait = rnd.int(args.wait[0], args.wait[1]);
+  const range = kind === 'short' ? args.shortWait : args.wait;
+  const wait = rnd.int(range[0], range[1]);
   const callT = nowUs();
-  rec({ k: 'call', c, op: 'wait', id, ttl, wait, t: callT });
+  rec({ k: 'call', c, op: 'wait', kind, id, ttl, wait, t: callT });
+  notifyWaiting(id);
   let r;
+  let timer;
   try {
-    r = await lock.waitAcquireLock(id, ttl, wait);
+    if (kind === 'abort') {
+      const controller = new AbortController();
+      timer = setTimeout(() => {
+        rec({ k: 'abort', c });
+        controller.abort();
+      }, rnd.int(args.abortAfter[0], args.abortAfter[1]));
+      r = await lock.waitAcquireLock(id, ttl, wait, { signal: controller.signal });
+    } else {
+      r = await lock.waitAcquireLock(id, ttl, wait);
+    }
   } catch (err) {
     errRecord(c, id, err);
-    await sleep(rnd.int(5, 25));
+    if (err.code !== 'ERR_ABORTED') await sleep(rnd.int(5, 25));
     return;
+  } finally {
+    clearTimeout(timer);
   }
   const t = nowUs();
   if (!r.success) {
     rec({ k: 'fail', c, id, why: 'timeout', pttl: r.ttl, t });
     return;
   }
-  rec({ k: 'grant', c, id, idx: r.index, imm: r.immediate, ttl, until: beliefUntil('wait', callT, t, ttl, r.immediate), t });
+  rec({ k: 'grant', c, id, idx: r.index, imm: r.immediate, ttl, rttl: r.ttl, until: claimUntil(callT, t, ttl, r), t });
+  notifyGranted(id, r.immediate);
   await plainHold('wait', c, id, holdMs(id));
   await release(c, id, r.index);
 }
@@ -198,25 +235,41 @@ async function leaseWork(op, c, id, held) {
   return checkLease(c, held);
 }
 
-async function opLease(c, id) {
+async function opLease(c, id, kind = 'lease') {
   const ttl = rnd.int(args.leaseTtl[0], args.leaseTtl[1]);
-  const wait = rnd.int(args.wait[0], args.wait[1]);
-  rec({ k: 'call', c, op: 'lease', id, ttl, wait });
+  const range = kind === 'short' ? args.shortWait : args.wait;
+  const wait = rnd.int(range[0], range[1]);
+  rec({ k: 'call', c, op: 'lease', kind, id, ttl, wait });
+  notifyWaiting(id);
   let held;
+  let timer;
   try {
-    held = await lock.acquire(id, ttl, { waitMs: wait });
+    const options = { waitMs: wait };
+    if (kind === 'abort') {
+      const controller = new AbortController();
+      timer = setTimeout(() => {
+        rec({ k: 'abort', c });
+        controller.abort();
+      }, rnd.int(args.abortAfter[0], args.abortAfter[1]));
+      options.signal = controller.signal;
+    }
+    held = await lock.acquire(id, ttl, options);
   } catch (err) {
     if (err.code === 'ERR_NOT_ACQUIRED') rec({ k: 'fail', c, id, why: 'timeout', pttl: err.ttl });
     else errRecord(c, id, err);
     return;
+  } finally {
+    clearTimeout(timer);
   }
   const t = nowUs();
   rec({ k: 'grant', c, id, idx: held.index, imm: held.immediate, ttl, until: t + held.remainingMs * 1000, t });
+  notifyGranted(id, held.immediate);
   await leaseWork('lease', c, id, held);
   rec({ k: 'rel', c });
   try {
     const r = await held.release();
     rec({ k: 'reld', c, result: r.result });
+    if (args.notify && r.result === 'released') send({ type: 'released', id });
   } catch (err) {
     rec({ k: 'reld', c, code: err.code, msg: String(err.message).slice(0, 200) });
   }
@@ -226,12 +279,14 @@ async function opUsing(c, id) {
   const ttl = rnd.int(args.leaseTtl[0], args.leaseTtl[1]);
   const wait = rnd.int(args.wait[0], args.wait[1]);
   rec({ k: 'call', c, op: 'using', id, ttl, wait });
+  notifyWaiting(id);
   let granted = false;
   try {
     await lock.using(id, ttl, async (signal, held) => {
       granted = true;
       const t = nowUs();
       rec({ k: 'grant', c, id, idx: held.index, imm: held.immediate, ttl, until: t + held.remainingMs * 1000, t });
+      notifyGranted(id, held.immediate);
       await leaseWork('using', c, id, held);
       rec({ k: 'rel', c }); // using() releases right after the routine returns
     }, { waitMs: wait });
@@ -243,7 +298,16 @@ async function opUsing(c, id) {
   }
 }
 
-const OPS = { try: opTry, wait: opWait, lease: opLease, using: opUsing };
+// 'short': an impatient waitAcquireLock or acquire() (waitTtl / waitMs from args.shortWait);
+// 'abort': a waitAcquireLock or acquire() whose AbortSignal fires after args.abortAfter ms.
+const OPS = {
+  try: opTry,
+  wait: (c, id) => opWait(c, id, 'wait'),
+  short: (c, id) => (rnd.chance(0.7) ? opWait(c, id, 'short') : opLease(c, id, 'short')),
+  abort: (c, id) => (rnd.chance(0.5) ? opWait(c, id, 'abort') : opLease(c, id, 'abort')),
+  lease: (c, id) => opLease(c, id, 'lease'),
+  using: opUsing,
+};
 
 async function loop() {
   while (!stopping) {
@@ -266,7 +330,7 @@ let expected = Date.now() + 20;
 const lagTimer = setInterval(() => {
   const now = Date.now();
   const lag = now - expected;
-  if (lag >= 50) rec({ k: 'lag', ms: lag });
+  if (lag >= args.lagMs) rec({ k: 'lag', ms: lag });
   expected = now + 20;
 }, 20);
 
