@@ -162,7 +162,7 @@ declare class Lock {
    *
    * @param name Job name; lock ids `${name}:${periodStart}` (run lock) and `…:done` (marker) are used.
    * @param schedule A fixed interval in ms (periods aligned to the Unix epoch), a cron expression
-   *   (5 or 6 fields, parsed by `cron-parser`), `{ every, offset }` or `{ cron, tz }`.
+   *   (5 or 6 fields, parsed by `croner`), `{ every, offset }` or `{ cron, tz }`.
    */
   runOnce<T>(
     name: string | number,

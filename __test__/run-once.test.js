@@ -140,6 +140,7 @@ describe('runOnce in one process', () => {
     await rejectsWithCode(lock.runOnce('', 1000, async () => 1), 'ERR_INVALID_ARG', TypeError);
     await rejectsWithCode(lock.runOnce('x', 0, async () => 1), 'ERR_INVALID_ARG', TypeError);
     await rejectsWithCode(lock.runOnce('x', 'not a cron', async () => 1), 'ERR_INVALID_ARG', TypeError);
+    await rejectsWithCode(lock.runOnce('x', { cron: '0 9 * * *', tz: 'Nowhere/Atlantis' }, async () => 1), 'ERR_INVALID_ARG', TypeError);
     await rejectsWithCode(lock.runOnce('x', 1000, 'not a function'), 'ERR_INVALID_ARG', TypeError);
     await rejectsWithCode(lock.runOnce('x', 1000, async () => 1, { ttl: -1 }), 'ERR_INVALID_ARG', TypeError);
   });
@@ -167,6 +168,20 @@ describe('periods', () => {
     assert.deepEqual(periodAt(ny, Date.UTC(2030, 0, 2, 15)), { start: Date.UTC(2030, 0, 2, 14), end: Date.UTC(2030, 0, 3, 14) });
     const everyFive = parseSchedule({ cron: '*/5 * * * * *', tz: 'UTC' });
     assert.deepEqual(periodAt(everyFive, 7200), { start: 5000, end: 10000 });
+    // The day clocks go forward in New York (2030-03-10): 09:00 is 13:00 UTC from then on.
+    assert.deepEqual(periodAt(ny, Date.UTC(2030, 2, 10, 15)), { start: Date.UTC(2030, 2, 10, 13), end: Date.UTC(2030, 2, 11, 13) });
+  });
+
+  it('a process that only locks never loads the cron parser', async () => {
+    const { execFileSync } = require('node:child_process');
+    const script = `
+      const Lock = require(${JSON.stringify(require('node:path').join(__dirname, '..'))});
+      const lock = new Lock({ redis: process.argv[1], namespace: 'nocron' });
+      lock.acquireLock('m', 1000).then((r) => lock.releaseLock(r)).then(() => lock.close()).then(() => {
+        console.log(JSON.stringify(Object.keys(require.cache).filter((f) => /croner|cron-parser|luxon/.test(f))));
+      });`;
+    const loaded = JSON.parse(execFileSync(process.execPath, ['-e', script, server.url], { encoding: 'utf8' }));
+    assert.deepEqual(loaded, []);
   });
 });
 

@@ -21,10 +21,13 @@ const MAX_GRACE_MS = 3600000;
 /** No grant ever gets this index (the counter would need 2^53 grants first). */
 const PROBE_INDEX = Number.MAX_SAFE_INTEGER;
 
-let cronParser;
-function cron() {
-  if (!cronParser) cronParser = require('cron-parser').CronExpressionParser;
-  return cronParser;
+// croner (no dependencies, ~220 KB) is loaded on the first cron schedule only: a mutex-only
+// user never loads it.
+let Cron;
+/** A paused croner schedule (it never fires by itself: we only ask it for run times). */
+function cron(expression, tz) {
+  if (!Cron) ({ Cron } = require('croner'));
+  return new Cron(expression, { paused: true, timezone: tz });
 }
 
 function checkName(name) {
@@ -63,7 +66,8 @@ function parseSchedule(schedule, options = {}) {
     const tz = schedule.tz !== undefined ? schedule.tz : options.tz;
     if (tz !== undefined && typeof tz !== 'string') throw invalidArg('tz must be an IANA time zone name');
     try {
-      cron().parse(schedule.cron, { currentDate: new Date(0), tz }).next();
+      const fires = cron(schedule.cron, tz);
+      if (fires.nextRun(new Date(0)) === null) throw new Error('it never fires');
     } catch (err) {
       throw invalidArg(`invalid cron expression ${JSON.stringify(schedule.cron)}: ${err.message}`);
     }
@@ -81,11 +85,13 @@ function periodAt(schedule, now) {
     const start = Math.floor((now - schedule.offset) / schedule.every) * schedule.every + schedule.offset;
     return { start, end: start + schedule.every };
   }
-  const P = cron();
-  // prev() and next() are both strict, so ask for the last fire time before now + 1 ms.
-  const start = P.parse(schedule.expression, { currentDate: new Date(now + 1), tz: schedule.tz }).prev().getTime();
-  const end = P.parse(schedule.expression, { currentDate: new Date(now), tz: schedule.tz }).next().getTime();
-  return { start, end };
+  const fires = cron(schedule.expression, schedule.tz);
+  // The last fire time at or before now (previousRuns is strict, hence now + 1 ms), and the next
+  // one after now.
+  const [prev] = fires.previousRuns(1, new Date(now + 1));
+  const next = fires.nextRun(new Date(now));
+  if (!prev || !next) throw invalidArg(`cron expression ${JSON.stringify(schedule.expression)} has no period containing ${new Date(now).toISOString()}`);
+  return { start: prev.getTime(), end: next.getTime() };
 }
 
 /** Public description of a period. */
