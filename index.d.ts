@@ -263,10 +263,12 @@ declare namespace Lock {
     tls?: TlsOptions;
     /**
      * Single-server mode: replicas that must acknowledge a grant (Redis `WAIT`) before it counts;
-     * a grant acknowledged by fewer is undone and reported `success: false`. Default 0.
+     * a grant acknowledged by fewer is undone and reported `success: false` with
+     * `replicationFailure: true`. Lock TTLs must then be at least 1.5 × `replicationTimeout`
+     * (`ERR_INVALID_ARG` otherwise). Default 0.
      */
     minReplications?: number;
-    /** Milliseconds `WAIT` may take when `minReplications` is set. Default 1000. */
+    /** Milliseconds `WAIT` may take when `minReplications` is set. Default 500 (ioredfour's). */
     replicationTimeout?: number;
     /**
      * Redis Cluster mode: `true` with the seed node(s) in `redis`, or ioredfour's forms: the seeds
@@ -440,6 +442,11 @@ declare namespace Lock {
     id: Id;
     /** `true` when this call now holds the lock. */
     success: boolean;
+    /**
+     * Present (`true`) only with `minReplications`, when Redis granted the lock but too few
+     * replicas acknowledged it within `replicationTimeout`: the grant was undone.
+     */
+    replicationFailure?: true;
     /**
      * On success, the fencing token of this grant: a positive integer that is strictly larger
      * than every index granted before it in this namespace (the shared `${namespace}index`

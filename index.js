@@ -18,7 +18,7 @@ const DEFAULT_NAMESPACE = 'lock';
 const MAX_ID_LENGTH = 65536;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
-const DEFAULT_REPLICATION_TIMEOUT_MS = 1000;
+const DEFAULT_REPLICATION_TIMEOUT_MS = 500; // ioredfour's
 const MAX_BUSY_POLL_MICROS = 10000;
 
 
@@ -163,6 +163,11 @@ class Lock {
     if (!Number.isInteger(minReplications) || minReplications < 0 || minReplications > 1000) {
       throw invalidArg(`options.minReplications must be an integer from 0 to 1000, got ${describe(minReplications)}`);
     }
+    const replicationTimeoutMs = optionalMs(options, 'replicationTimeout', DEFAULT_REPLICATION_TIMEOUT_MS);
+    // With minReplications, a grant's lease must outlast the WAIT for its acknowledgements with
+    // room to spare (ioredfour's rule): the shortest lock TTL this Lock takes.
+    this._minLeaseMs = minReplications > 0 ? Math.ceil(replicationTimeoutMs * 1.5) : 1;
+    this._replicationTimeoutMs = replicationTimeoutMs;
     this._calls = new Calls(describeEndpoints(urls, { ...sentinel, cluster: target.cluster }));
     this._native = construct(
       native.NativeLock,
@@ -173,7 +178,7 @@ class Lock {
         commandTimeoutMs: optionalMs(options, 'commandTimeout', DEFAULT_COMMAND_TIMEOUT_MS),
         ...tls,
         minReplications,
-        replicationTimeoutMs: optionalMs(options, 'replicationTimeout', DEFAULT_REPLICATION_TIMEOUT_MS),
+        replicationTimeoutMs,
         sentinels: sentinel ? sentinel.sentinels : undefined,
         sentinelMaster: sentinel ? sentinel.sentinelMaster : undefined,
         cluster: target.cluster,
@@ -188,10 +193,20 @@ class Lock {
     return this._namespace;
   }
 
+  /** Checks the TTL of a new lock: a valid TTL, and with minReplications, long enough. */
+  _checkLockTtl(ttl, name) {
+    checkTtl(ttl, name);
+    if (ttl < this._minLeaseMs) {
+      throw invalidArg(
+        `Lock TTL (${ttl}ms) must be at least 1.5x replicationTimeout (${this._replicationTimeoutMs}ms) when minReplications is set. Minimum TTL: ${this._minLeaseMs}ms`,
+      );
+    }
+  }
+
   acquireLock(id, ttl, callback) {
     return settle(callback, () => {
       const key = checkId(id);
-      checkTtl(ttl, 'ttl');
+      this._checkLockTtl(ttl, 'ttl');
       return this._call(id, undefined, (call) => this._native.acquire(call, key, ttl));
     });
   }
@@ -200,7 +215,7 @@ class Lock {
     if (typeof options === 'function') [options, callback] = [undefined, options];
     return settle(callback, () => {
       const key = checkId(id);
-      checkTtl(lockTtl, 'lockTtl');
+      this._checkLockTtl(lockTtl, 'lockTtl');
       checkTtl(waitTtl, 'waitTtl', { allowZero: true });
       const abort = abortHandle(checkOptions(options, 'options').signal);
       return this._call(id, undefined, (call) => this._native.waitAcquire(call, key, lockTtl, waitTtl, abort));
@@ -250,7 +265,7 @@ class Lock {
   acquire(id, ttl, options) {
     return settle(undefined, () => {
       const key = checkId(id);
-      checkTtl(ttl, 'ttl');
+      this._checkLockTtl(ttl, 'ttl');
       return acquireHeld(this, this._native, key, id, ttl, leaseOptions(options));
     });
   }
@@ -263,7 +278,7 @@ class Lock {
   using(id, ttl, routine, options) {
     return settle(undefined, () => {
       const key = checkId(id);
-      checkTtl(ttl, 'ttl');
+      this._checkLockTtl(ttl, 'ttl');
       if (typeof routine !== 'function') throw invalidArg('routine must be a function');
       const opts = leaseOptions(options);
       return acquireHeld(this, this._native, key, id, ttl, opts).then((held) => runHeld(held, routine, opts.signal));

@@ -152,7 +152,29 @@ describe('minReplications (WAIT)', () => {
     const got = await a.acquireLock('y', 10000);
     assert.equal(got.success, false);
     assert.equal(got.index, -1);
+    assert.equal(got.replicationFailure, true, 'ioredfour flags a grant undone for lack of acknowledgements');
     assert.equal(await primary.command('EXISTS', 'rep:y'), 0);
+    // A lock held by another is not a replication failure.
+    const b = lock({ redis: primary.url, namespace: 'rep', minReplications: 1, replicationTimeout: 2000 });
+    const held = await b.acquireLock('z', 10000);
+    assert.equal(held.success, true);
+    assert.equal('replicationFailure' in held, false);
+    const busy = await a.acquireLock('z', 10000);
+    assert.equal(busy.success, false);
+    assert.equal('replicationFailure' in busy, false);
+  });
+
+  it('rejects a TTL shorter than 1.5 x replicationTimeout (a lease could end before WAIT returns)', async () => {
+    const a = lock({ redis: primary.url, namespace: 'rep', minReplications: 1, replicationTimeout: 1000 });
+    const tooShort = (err) => err.code === 'ERR_INVALID_ARG' && /must be at least 1\.5x replicationTimeout \(1000ms\)/.test(err.message);
+    await assert.rejects(a.acquireLock('s', 1000), tooShort);
+    await assert.rejects(a.waitAcquireLock('s', 1499, 100), tooShort);
+    const viaCallback = await new Promise((resolve) => a.acquireLock('s', 500, (err) => resolve(err)));
+    assert.ok(viaCallback && tooShort(viaCallback), String(viaCallback));
+    assert.equal(await primary.command('EXISTS', 'rep:s'), 0);
+    const ok = await a.acquireLock('s', 1500);
+    assert.equal(ok.success, true);
+    await a.releaseLock(ok);
   });
 });
 

@@ -204,7 +204,12 @@ impl Outbox {
             remaining,
         } = &mut *queue;
         let record = match done {
-            Done::Acquired(r) => [0.0, flag(r.success), r.index as f64, r.ttl as f64],
+            Done::Acquired(r) => [
+                0.0,
+                flag(r.success) + 2.0 * flag(r.replication_failed),
+                r.index as f64,
+                r.ttl as f64,
+            ],
             Done::WaitAcquired(r) => {
                 // A wait's grant may reach the caller well after Redis made it: its ttl is what
                 // is left at delivery (counted from the attempt's send time), never more.
@@ -339,7 +344,7 @@ impl NativeLock {
                 .map(|replicas| core::Replication {
                     replicas,
                     timeout: Duration::from_millis(
-                        options.replication_timeout_ms.unwrap_or(1_000).into(),
+                        options.replication_timeout_ms.unwrap_or(500).into(),
                     ),
                 });
         let sentinel = match (options.sentinels, options.sentinel_master) {

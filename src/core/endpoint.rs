@@ -366,6 +366,7 @@ impl Endpoint {
             // A grant too few replicas acknowledged keeps its index, for the caller to undo.
             index: if success == 1 { index } else { -1 },
             ttl: if success == 1 && !replicated { 0 } else { ttl },
+            replication_failed: success == 1 && !replicated,
             ..got
         })
     }

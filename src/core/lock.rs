@@ -50,6 +50,9 @@ pub struct Acquired {
     /// deciding attempt was *sent* (Redis granted it no earlier), never from when the answer
     /// arrived.
     pub valid_until: Instant,
+    /// Single-server mode with `minReplications`: Redis granted the lock but too few replicas
+    /// acknowledged it in time, so the grant was undone (ioredfour's `replicationFailure`).
+    pub replication_failed: bool,
 }
 
 impl Acquired {
@@ -61,6 +64,7 @@ impl Acquired {
             index,
             ttl,
             valid_until: sent_at + Duration::from_millis(held_for),
+            replication_failed: false,
         }
     }
 }

@@ -153,6 +153,7 @@ impl Quorum {
                     // What is left of the lease: redfour reported the TTL asked for.
                     ttl: (ttl - elapsed - drift).as_millis() as i64,
                     valid_until: sent_at + ttl - drift,
+                    replication_failed: false,
                 });
             }
         }
