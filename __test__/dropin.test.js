@@ -352,15 +352,34 @@ describe('a wait that never times out, through an outage that does not end', () 
 });
 
 describe('loading the addon', () => {
-  it('when the native addon cannot be loaded, the error says to run `npm rebuild redfour-native`', () => {
-    // A child whose loader refuses every .node file, as on a machine where the build never ran.
+  // A child whose loader refuses every .node file: the prebuilt addon is missing or broken.
+  function loadMessage(setup) {
     const script = `
+      ${setup}
       require.extensions['.node'] = () => { throw new Error('simulated: cannot open shared object file'); };
       try { require(${JSON.stringify(ROOT)}); console.log('loaded'); } catch (err) { console.log(err.message); }
     `;
-    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
-    assert.match(out, /npm rebuild redfour-native/);
-    assert.doesNotMatch(out, /npm run build/);
+    return execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+  }
+
+  // The tests run on platforms that have one (package.json's napi.targets).
+  it('on a platform with a prebuilt addon, the error names its platform package and says to reinstall with optional dependencies', () => {
+    const out = loadMessage('');
+    const { platformName } = require('../scripts/build-if-needed');
+    const version = require('../package.json').version;
+    assert.match(out, new RegExp(`optional dependency redfour-native-${platformName()}@${version.replace(/\./g, '\\.')}`));
+    assert.match(out, /reinstall without --omit=optional/);
+    assert.match(out, /`npm run build`/, 'in a clone, says how to build it');
+    assert.doesNotMatch(out, /npm rebuild/, 'there is no install script to rerun');
     assert.match(out, /simulated: cannot open shared object file/, 'the original reason is kept');
   });
+
+  it('on a platform without one, the error says to build from source with a Rust toolchain', () => {
+    const out = loadMessage("Object.defineProperty(process, 'arch', { value: 'mips' });");
+    assert.match(out, /no prebuilt addon for \w+-mips/);
+    assert.match(out, /build it from source with a Rust toolchain \(https:\/\/github\.com\/redfour-native\/redfour-native#building-from-source\)/);
+    assert.match(out, /Unsupported architecture/, 'the loader\'s reason is kept');
+    assert.doesNotMatch(out, /wasi/, 'no noise about WASI builds that do not exist');
+  });
 });
+
