@@ -7,14 +7,22 @@
 //   import Lock = require('redfour-native');          // TypeScript CommonJS import
 
 /**
- * A distributed lock on one Redis server. One `Lock` instance handles any number of lock ids
- * inside its namespace.
+ * A distributed lock on Redis: one server (optionally with `minReplications`), a master found
+ * through Sentinel, a Redis Cluster, or a quorum of independent masters, as
+ * {@link Lock.LockOptions} choose. One `Lock` instance handles any number of lock ids inside its
+ * namespace.
  *
- * Every method takes an optional trailing Node-style callback `(err, result)`: with it the method
- * returns `undefined` and calls back on a later tick; without it the method returns a Promise.
- * "Somebody else holds the lock" is never an error, it is a result with `success: false`.
- * Errors are a `TypeError` with code `ERR_INVALID_ARG` for bad arguments (raised before Redis is
- * touched) or a {@link Lock.LockError} (`ERR_REDIS`, `ERR_CLOSED`, `ERR_INTERNAL`).
+ * redfour's methods (`acquireLock`, `waitAcquireLock`, `releaseLock`, `renewLock`, `extendLock`)
+ * and `close`/`quit` take an optional trailing Node-style callback `(err, result)`: with it the
+ * method returns `undefined` and calls back on a later tick; without it the method returns a
+ * Promise (`acquire`, `using` and `runOnce` return Promises only). "Somebody else holds the lock"
+ * is never an error, it is a result with `success: false`. Errors carry a stable `code` (all of
+ * them in {@link Lock.codes}): a `TypeError` with `ERR_INVALID_ARG` for bad arguments (raised
+ * before Redis is touched), otherwise a {@link Lock.LockError} with `ERR_REDIS` (unreachable,
+ * timed out, or an error reply), `ERR_NO_QUORUM` (quorum mode: no majority answered),
+ * `ERR_CLOSED`, `ERR_ABORTED` (the caller's AbortSignal fired), `ERR_NOT_ACQUIRED`
+ * (`acquire`/`using` waited `waitMs` in vain), `ERR_LOCK_LOST` (a held lease was lost) or
+ * `ERR_INTERNAL` (a bug: report it).
  *
  * @example
  * const lock = new Lock({ redis: 'redis://127.0.0.1:6379', namespace: 'getAccessToken' });
@@ -52,10 +60,8 @@ declare class Lock {
   /**
    * Takes the lock `id`, waiting up to `waitTtl` ms for the current holder to release it or for
    * its lease to expire. Waiters are woken by the holder's release message (pub/sub), not by
-   * polling; on a single server (not with `minReplications`, quorum or cluster) the release
-   * grants the lock directly to the longest-waiting process's first waiter, which then holds it
-   * without another round trip. Timing out is not an error: the result then has
-   * `success: false` (after one last try).
+   * polling: a release wakes the first waiter of each process, which then sends its own acquire.
+   * Timing out is not an error: the result then has `success: false` (after one last try).
    *
    * @param lockTtl Lease in milliseconds once acquired, an integer from 1 to {@link Lock.MAX_TTL_MS}.
    * @param waitTtl How long to wait in milliseconds, an integer from 0 to {@link Lock.MAX_TTL_MS};
@@ -822,6 +828,166 @@ declare namespace Lock {
 
   /** The largest TTL accepted, in milliseconds: 2^31-1 (about 24.8 days), the largest JavaScript timer delay. */
   export const MAX_TTL_MS: 2147483647;
+
+  // ---------------------------------------------------------------------------------------------
+  // Diagnostics: node:diagnostics_channel events (docs/observability.md)
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Names of the `node:diagnostics_channel` channels redfour-native publishes on. Nothing is
+   * built or published while a channel has no subscriber. `NODE_DEBUG=redfour-native` logs
+   * connections, waits and lost leases through the same channels.
+   *
+   * @example
+   * const dc = require('node:diagnostics_channel');
+   * dc.subscribe(Lock.channels.waitEnd, (m) => metrics.observe(m.durationMs, { outcome: m.outcome }));
+   */
+  export const channels: {
+    /** {@link AcquireStartMessage}: `acquireLock` (one attempt) starts. */
+    readonly acquireStart: 'redfour-native:acquire:start';
+    /** {@link AcquireEndMessage}: `acquireLock` answered or failed. */
+    readonly acquireEnd: 'redfour-native:acquire:end';
+    /** {@link WaitStartMessage}: `waitAcquireLock`, `acquire` or `using` starts waiting. */
+    readonly waitStart: 'redfour-native:wait:start';
+    /** {@link WaitEndMessage}: the wait ended (acquired, timed out, aborted, failed). */
+    readonly waitEnd: 'redfour-native:wait:end';
+    /** {@link ReleaseMessage}: `releaseLock` (also `HeldLock#release`) answered or failed. */
+    readonly release: 'redfour-native:release';
+    /** {@link LeaseRenewedMessage}: a held lease was renewed from Rust. */
+    readonly leaseRenewed: 'redfour-native:lease:renewed';
+    /** {@link LeaseLostMessage}: a held lease was lost. */
+    readonly leaseLost: 'redfour-native:lease:lost';
+    /** {@link ConnectedMessage}: a Redis connection was opened or reopened. */
+    readonly connected: 'redfour-native:connection:connected';
+    /** {@link ConnectionLostMessage}: a working Redis connection failed. */
+    readonly connectionLost: 'redfour-native:connection:lost';
+    /** {@link ConnectFailedMessage}: opening a Redis connection failed. */
+    readonly connectFailed: 'redfour-native:connection:failed';
+    /** {@link QuorumMessage}: quorum mode, fewer than a majority of nodes answer. */
+    readonly quorumLost: 'redfour-native:quorum:lost';
+    /** {@link QuorumMessage}: quorum mode, a majority answers again. */
+    readonly quorumRegained: 'redfour-native:quorum:regained';
+  };
+
+  /** `redfour-native:acquire:start`. The end message is this same object, completed. */
+  export interface AcquireStartMessage {
+    operation: 'acquireLock';
+    namespace: string;
+    /** The id as passed (as in results). */
+    id: LockId;
+    /** The lease asked for, in ms. */
+    ttl: number;
+  }
+
+  /** How an acquire or a wait ended. */
+  export type AcquireOutcome = 'acquired' | 'not-acquired' | 'timed-out' | 'aborted' | 'error';
+
+  /** `redfour-native:acquire:end`. */
+  export interface AcquireEndMessage extends AcquireStartMessage {
+    /** `'acquired'`, `'not-acquired'` (held by another) or `'error'`. */
+    outcome: AcquireOutcome;
+    /** Milliseconds from the call to its answer reaching JavaScript. */
+    durationMs: number;
+    /** The fencing token when acquired, else -1. */
+    index: number;
+    /** The caller's result (absent on error). */
+    result?: AcquireResult;
+    /** On error: its code and the error. */
+    code?: ErrorCode;
+    error?: Error;
+  }
+
+  /** `redfour-native:wait:start`. The end message is this same object, completed. */
+  export interface WaitStartMessage {
+    operation: 'waitAcquireLock' | 'acquire' | 'using';
+    namespace: string;
+    id: LockId;
+    ttl: number;
+    /** The wait limit in ms (`waitTtl`, or `waitMs` of acquire/using); 0: no limit. */
+    waitTtl: number;
+  }
+
+  /** `redfour-native:wait:end`. */
+  export interface WaitEndMessage extends WaitStartMessage {
+    /** `'acquired'`, `'timed-out'` (the wait limit passed), `'aborted'` (the signal fired) or `'error'`. */
+    outcome: AcquireOutcome;
+    durationMs: number;
+    index: number;
+    /** The first attempt got it: no waiting was needed. */
+    immediate: boolean;
+    /** `waitAcquireLock`: the caller's result; `acquire`/`using`: `{ success, index, ttl, immediate }`. */
+    result?: { success: boolean; index: number; ttl: number; immediate?: boolean };
+    code?: ErrorCode;
+    error?: Error;
+  }
+
+  /** `redfour-native:release`. */
+  export interface ReleaseMessage {
+    namespace: string;
+    id: LockId;
+    /** The index the caller released under (as passed). */
+    index: number | string;
+    /** `'released'`, `'conflict'` or `'expired'`; undefined on error. */
+    result: ReleaseResult['result'] | undefined;
+    success: boolean;
+    durationMs: number;
+    code?: ErrorCode;
+    error?: Error;
+  }
+
+  /** `redfour-native:lease:renewed` (leases taken while this channel had a subscriber). */
+  export interface LeaseRenewedMessage {
+    namespace: string;
+    id: LockId;
+    index: number;
+    /** As `HeldLock#remainingMs`: ms before the lease counts as lost, when delivered. */
+    remainingMs: number;
+  }
+
+  /** `redfour-native:lease:lost`. */
+  export interface LeaseLostMessage {
+    namespace: string;
+    id: LockId;
+    index: number;
+    reason: LostReason;
+  }
+
+  /** Which connection of an endpoint a connection event is about. */
+  export type ConnectionKind = 'commands' | 'subscriber' | 'replication';
+
+  /** `redfour-native:connection:connected`. Connections are shared process-wide, so there is no namespace. */
+  export interface ConnectedMessage {
+    /** `host:port` (a socket path, or a cluster's seeds); never credentials. */
+    endpoint: string;
+    connection: ConnectionKind;
+    /** `true` when the connection had been open before (or had failed): a reconnect. */
+    reconnect: boolean;
+  }
+
+  /** `redfour-native:connection:lost`. */
+  export interface ConnectionLostMessage {
+    endpoint: string;
+    connection: ConnectionKind;
+    /** What failed: `'connection closed'`, `'PING unanswered'`, or the error of a failed command. */
+    reason: string;
+  }
+
+  /** `redfour-native:connection:failed`. */
+  export interface ConnectFailedMessage {
+    endpoint: string;
+    connection: ConnectionKind;
+    error: string;
+  }
+
+  /** `redfour-native:quorum:lost` and `redfour-native:quorum:regained`. */
+  export interface QuorumMessage {
+    /** Every node, as `host:port`. */
+    endpoints: string[];
+    /** Nodes that answered the request that noticed the change. */
+    answered: number;
+    /** The majority needed. */
+    needed: number;
+  }
 }
 
 // Declared here too, so that the types compile with a `lib` older than ES2025/esnext.disposable,

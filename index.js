@@ -13,6 +13,7 @@ const { MAX_TTL_MS, checkMs: checkTtl, describe } = require('./lib/checks');
 const { Fence, fencedSet } = require('./lib/fence');
 const { LeaderElector } = require('./lib/leader');
 const { runOnce, Schedule } = require('./lib/run-once');
+const diagnostics = require('./lib/diagnostics');
 
 const DEFAULT_NAMESPACE = 'lock';
 const MAX_ID_LENGTH = 65536;
@@ -71,8 +72,11 @@ function checkHeld(lock) {
   if (lock === null || typeof lock !== 'object') {
     throw invalidArg(`lock must be the object returned by acquireLock/waitAcquireLock, got ${describe(lock)}`);
   }
-  const id = checkId(lock.id);
-  return { id, index: checkIndex(lock.index) };
+  // Each property is read once: a getter may answer differently (or throw) the next time, and a
+  // read after the native call started would orphan it.
+  const given = lock.id;
+  const id = checkId(given);
+  return { given, id, index: checkIndex(lock.index) };
 }
 
 /** `busyPollMicros`: undefined leaves the native default (300 µs with 2+ CPUs, else 0). */
@@ -186,6 +190,7 @@ class Lock {
       },
       this._calls.onDone,
     );
+    diagnostics.listen(native);
   }
 
   /** The namespace this lock's keys and channel live under. */
@@ -207,7 +212,8 @@ class Lock {
     return settle(callback, () => {
       const key = checkId(id);
       this._checkLockTtl(ttl, 'ttl');
-      return this._call(id, undefined, (call) => this._native.acquire(call, key, ttl));
+      const span = diagnostics.acquireStart(this._namespace, id, ttl);
+      return this._call(id, undefined, (call) => this._native.acquire(call, key, ttl), span);
     });
   }
 
@@ -218,14 +224,16 @@ class Lock {
       this._checkLockTtl(lockTtl, 'lockTtl');
       checkTtl(waitTtl, 'waitTtl', { allowZero: true });
       const abort = abortHandle(checkOptions(options, 'options').signal);
-      return this._call(id, undefined, (call) => this._native.waitAcquire(call, key, lockTtl, waitTtl, abort));
+      const span = diagnostics.waitStart('waitAcquireLock', this._namespace, id, lockTtl, waitTtl);
+      return this._call(id, undefined, (call) => this._native.waitAcquire(call, key, lockTtl, waitTtl, abort), span);
     });
   }
 
   releaseLock(lock, callback) {
     return settle(callback, () => {
       const held = checkHeld(lock);
-      return this._call(lock.id, undefined, (call) => this._native.release(call, held.id, held.index));
+      const released = this._call(held.given, undefined, (call) => this._native.release(call, held.id, held.index));
+      return diagnostics.traceRelease(this._namespace, held.given, held.index, released);
     });
   }
 
@@ -233,7 +241,7 @@ class Lock {
     return settle(callback, () => {
       const held = checkHeld(lock);
       checkTtl(ttl, 'ttl');
-      return this._call(lock.id, 'renew', (call) => this._native.renew(call, held.id, held.index, ttl));
+      return this._call(held.given, 'renew', (call) => this._native.renew(call, held.id, held.index, ttl));
     });
   }
 
@@ -241,20 +249,24 @@ class Lock {
     return settle(callback, () => {
       const held = checkHeld(lock);
       checkTtl(ttl, 'ttl');
-      return this._call(lock.id, 'extend', (call) => this._native.renew(call, held.id, held.index, ttl));
+      return this._call(held.given, 'extend', (call) => this._native.renew(call, held.id, held.index, ttl));
     });
   }
 
-  /** Starts a native call numbered by `this._calls`; `id` is echoed in the result. */
-  _call(id, shape, start) {
+  /**
+   * Starts a native call numbered by `this._calls`; `id` is echoed in the result. `span` (from
+   * lib/diagnostics.js; null while nobody listens) publishes how the call ended.
+   */
+  _call(id, shape, start, span = null) {
     const { call, promise } = this._calls.start(id, shape);
     try {
       start(call);
     } catch (err) {
       this._calls.abandon(call);
+      if (span !== null) span.fail(fromArguments(err));
       throw err;
     }
-    return promise;
+    return span === null ? promise : span.follow(promise);
   }
 
   /**
@@ -266,7 +278,7 @@ class Lock {
     return settle(undefined, () => {
       const key = checkId(id);
       this._checkLockTtl(ttl, 'ttl');
-      return acquireHeld(this, this._native, key, id, ttl, leaseOptions(options));
+      return acquireHeld(this, this._native, key, id, ttl, leaseOptions(options), 'acquire');
     });
   }
 
@@ -281,7 +293,7 @@ class Lock {
       this._checkLockTtl(ttl, 'ttl');
       if (typeof routine !== 'function') throw invalidArg('routine must be a function');
       const opts = leaseOptions(options);
-      return acquireHeld(this, this._native, key, id, ttl, opts).then((held) => runHeld(held, routine, opts.signal));
+      return acquireHeld(this, this._native, key, id, ttl, opts, 'using').then((held) => runHeld(held, routine, opts.signal));
     });
   }
 
@@ -345,3 +357,4 @@ module.exports.Fence = Fence;
 module.exports.fencedSet = fencedSet;
 module.exports.LeaderElector = LeaderElector;
 module.exports.Schedule = Schedule;
+module.exports.channels = diagnostics.channels;

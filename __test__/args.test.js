@@ -234,3 +234,36 @@ describe('invalid constructor options', () => {
     }
   });
 });
+
+describe('the lock object passed to releaseLock/renewLock/extendLock is read once', () => {
+  // A getter that answers once and throws after: the call must be decided by what was read, and
+  // a call already sent must not be orphaned by a later read (its rejection would go unhandled).
+  const readOnce = (id, index) => {
+    const reads = { id: 0, index: 0 };
+    const lockRef = {
+      get id() {
+        if (++reads.id > 1) throw new Error('id read twice');
+        return id;
+      },
+      get index() {
+        if (++reads.index > 1) throw new Error('index read twice');
+        return index;
+      },
+    };
+    return { lockRef, reads };
+  };
+
+  for (const [method, args, expect] of [
+    ['releaseLock', [], { result: 'expired' }],
+    ['renewLock', [1000], { result: 'missing' }],
+    ['extendLock', [1000], { success: false }],
+  ]) {
+    it(`${method}: each property is read exactly once, and the answer comes from Redis`, async () => {
+      const { lockRef, reads } = readOnce('read-once', 7);
+      const r = await lock[method](lockRef, ...args);
+      assert.deepEqual(reads, { id: 1, index: 1 });
+      assert.equal(r.id, 'read-once');
+      for (const [k, v] of Object.entries(expect)) assert.equal(r[k], v);
+    });
+  }
+});

@@ -224,4 +224,30 @@ async function disposable(): Promise<void> {
   void dispose;
 }
 
-export { promises, callbacks, errors, leases, disposable };
+// Diagnostics channels: the names are literal types, the messages are typed per channel.
+function diagnostics(subscribe: (name: string, fn: (message: unknown) => void) => void): void {
+  const name: 'redfour-native:wait:end' = Lock.channels.waitEnd;
+  const names: string[] = Object.values(LockRequired.channels);
+  subscribe(name, (message) => {
+    const m = message as LockRequired.WaitEndMessage;
+    const outcome: LockRequired.AcquireOutcome = m.outcome;
+    const took: number = m.durationMs;
+    const op: 'waitAcquireLock' | 'acquire' | 'using' = m.operation;
+    void [outcome, took, op];
+  });
+  subscribe(Lock.channels.leaseLost, (message) => {
+    const reason: LostReason = (message as LockRequired.LeaseLostMessage).reason;
+    void reason;
+  });
+  subscribe(Lock.channels.connected, (message) => {
+    const m = message as LockRequired.ConnectedMessage;
+    const kind: 'commands' | 'subscriber' | 'replication' = m.connection;
+    const again: boolean = m.reconnect;
+    void [kind, again, m.endpoint];
+  });
+  // @ts-expect-error: channel names are read-only
+  Lock.channels.waitEnd = 'x';
+  void names;
+}
+
+export { promises, callbacks, errors, leases, disposable, diagnostics };

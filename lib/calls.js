@@ -16,6 +16,7 @@ const TAG_WAIT_ACQUIRED = 1;
 const TAG_RELEASED = 2;
 const TAG_RENEWED = 3;
 const TAG_NOTHING = 4;
+const TAG_LEASE_RENEWED = 5; // not a call's end: a watched lease was renewed (see `watch`)
 const TAG_FAILED = 9;
 
 function noop() {}
@@ -25,6 +26,7 @@ class Calls {
   constructor(endpoint) {
     this.endpoint = endpoint;
     this._pending = new Map();
+    this._watches = new Map();
     this._next = 0;
     this._keepAlive = null;
     this.onDone = this.onDone.bind(this);
@@ -45,6 +47,21 @@ class Calls {
     return { call, promise };
   }
 
+  /**
+   * Registers `fn(index, remainingMs)` for a lease's renewals (lib/diagnostics.js) and returns
+   * the token to pass to `acquireLease`; the native side then reports each renewal as a record
+   * `[token, 5, index, remainingMs, 0]`. Watches do not keep the process alive.
+   */
+  watch(fn) {
+    const token = this._next === MAX_CALL ? (this._next = 1) : ++this._next;
+    this._watches.set(token, fn);
+    return token;
+  }
+
+  unwatch(token) {
+    this._watches.delete(token);
+  }
+
   /** Settles a call that could not be started (the native method threw). */
   abandon(call) {
     this._pending.delete(call);
@@ -54,6 +71,11 @@ class Calls {
   onDone(values, errors) {
     for (let i = 0; i + 4 < values.length; i += 5) {
       const call = values[i];
+      if (values[i + 1] === TAG_LEASE_RENEWED) {
+        const watch = this._watches.get(call);
+        if (watch !== undefined) watch(values[i + 2], values[i + 3]);
+        continue;
+      }
       const entry = this._pending.get(call);
       if (entry === undefined) continue;
       this._pending.delete(call);

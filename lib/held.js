@@ -4,6 +4,7 @@
 
 const { LockError, codes, fromNative, fromArguments } = require('./errors');
 const addon = require('./native');
+const diagnostics = require('./diagnostics');
 
 /** Turns an AbortSignal into a native abort handle (or undefined when there is no signal). */
 function abortHandle(signal) {
@@ -38,7 +39,7 @@ function lostError(reason) {
  * `await using held = await lock.acquire(...)` releases it at scope end.
  */
 class HeldLock {
-  constructor(lock, id, lease) {
+  constructor(lock, id, lease, renewals = 0) {
     this.id = id;
     this.index = lease.index;
     this.ttl = lease.ttl;
@@ -49,8 +50,13 @@ class HeldLock {
     const controller = new AbortController();
     /** Aborts (with an ERR_LOCK_LOST LockError as reason) when the lease is lost. */
     this.signal = controller.signal;
+    this._renewals = renewals;
     this._lost = lease.lost().then((reason) => {
-      if (reason) controller.abort(lostError(reason));
+      if (renewals !== 0) lock._calls.unwatch(renewals);
+      if (reason) {
+        diagnostics.leaseLost(lock.namespace, id, this.index, reason);
+        controller.abort(lostError(reason));
+      }
       return reason;
     });
   }
@@ -64,6 +70,7 @@ class HeldLock {
   release() {
     if (!this._released) {
       this._lease.stop();
+      if (this._renewals !== 0) this._lock._calls.unwatch(this._renewals);
       this._released = this._lock.releaseLock({ id: this.id, index: this.index });
     }
     return this._released;
@@ -82,27 +89,37 @@ if (typeof Symbol.asyncDispose === 'symbol') {
 
 /**
  * Waits for the lock and keeps it alive. Rejects with ERR_NOT_ACQUIRED if the wait ends without
- * it, ERR_ABORTED if `signal` fires first.
+ * it, ERR_ABORTED if `signal` fires first. `operation` ('acquire' or 'using') names the wait in
+ * diagnostics messages.
  */
-async function acquireHeld(lock, native, key, id, ttl, options) {
+async function acquireHeld(lock, native, key, id, ttl, options, operation = 'acquire') {
   let abort;
   try {
     abort = abortHandle(options.signal);
   } catch (err) {
     throw fromArguments(err);
   }
+  const span = diagnostics.waitStart(operation, lock.namespace, id, ttl, options.waitMs);
+  const renewals = diagnostics.watchRenewals(lock._calls, lock.namespace, id);
   let lease;
   try {
-    lease = await native.acquireLease(key, ttl, options.waitMs, options.renewEveryMs, options.maxHoldMs, abort);
+    lease = await native.acquireLease(key, ttl, options.waitMs, options.renewEveryMs, options.maxHoldMs, abort, renewals);
   } catch (err) {
-    throw fromNative(err, lock._calls.endpoint);
+    if (renewals !== 0) lock._calls.unwatch(renewals);
+    const failed = fromNative(err, lock._calls.endpoint);
+    if (span !== null) span.fail(failed);
+    throw failed;
   }
   if (!lease.success) {
+    if (renewals !== 0) lock._calls.unwatch(renewals);
     const err = new LockError(codes.ERR_NOT_ACQUIRED, `lock ${JSON.stringify(String(id))} is held elsewhere (${lease.ttl} ms left) and the wait ended`);
     err.ttl = lease.ttl;
+    if (span !== null) span.fail(err);
     throw err;
   }
-  return new HeldLock(lock, id, lease);
+  const held = new HeldLock(lock, id, lease, renewals);
+  if (span !== null) span.done({ success: true, index: held.index, ttl: held.ttl, immediate: held.immediate });
+  return held;
 }
 
 /** Runs `routine(signal, held)` under the lock, then releases it; see `Lock#using`. */

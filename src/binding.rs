@@ -178,7 +178,7 @@ struct Outbox {
     notify: DoneCallback,
 }
 
-/// What a finished call reports. Tags and packing are mirrored in index.js (`decode`).
+/// What a finished call reports. Tags and packing are mirrored in lib/calls.js (`settle`).
 enum Done {
     Acquired(core::Acquired),
     WaitAcquired(core::WaitAcquired),
@@ -186,6 +186,12 @@ enum Done {
     Renewed(core::Renewed),
     Nothing,
     Failed(LockError),
+    /// Not a call's end: a held lease (the "call" number is its watch token, see
+    /// `acquire_lease`) was renewed, and now counts as lost at `until`.
+    LeaseRenewed {
+        index: i64,
+        until: Instant,
+    },
 }
 
 impl Outbox {
@@ -246,6 +252,11 @@ impl Outbox {
                 r.ttl as f64,
             ],
             Done::Nothing => [4.0, 0.0, 0.0, 0.0],
+            Done::LeaseRenewed { index, until } => {
+                // Like a wait's ttl: what is left when the JS thread takes the batch.
+                remaining.push((values.len() + 3, until));
+                [5.0, index as f64, 0.0, 0.0]
+            }
             Done::Failed(err) => {
                 errors.push(format!("[{}] {}", err.code(), err));
                 [9.0, (errors.len() - 1) as f64, 0.0, 0.0]
@@ -446,7 +457,9 @@ impl NativeLock {
     }
 
     /// Waits for lock `id` like `waitAcquire`, and on success keeps it alive from Rust timers
-    /// (renewing every `renew_every_ms`) until the lease is stopped or lost.
+    /// (renewing every `renew_every_ms`) until the lease is stopped or lost. With a
+    /// `renewals` token (not 0), each successful renewal is reported through `on_done` as a
+    /// record `[token, 5, index, remainingMs, 0]` (lib/calls.js), for diagnostics.
     #[napi(ts_return_type = "Promise<NativeLease>")]
     #[allow(clippy::too_many_arguments)]
     pub fn acquire_lease<'env>(
@@ -458,6 +471,7 @@ impl NativeLock {
         renew_every_ms: f64,
         max_hold_ms: f64,
         abort: Option<&AbortHandle>,
+        renewals: Option<u32>,
     ) -> Result<PromiseRaw<'env, NativeLease>> {
         let ttl = ttl_ms(ttl, "ttl")?;
         let wait = wait_limit(wait_ms)?;
@@ -470,6 +484,9 @@ impl NativeLock {
         }
         let abort = abort_token(abort);
         let lock = self.lock.clone();
+        let watch = renewals
+            .filter(|&token| token != 0)
+            .map(|token| (token, self.outbox.clone()));
         spawn(env, async move {
             let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;
             let lease = got.success.then(|| {
@@ -481,6 +498,16 @@ impl NativeLock {
                     options,
                 ))
             });
+            if let (Some(lease), Some((token, outbox))) = (&lease, watch) {
+                // Ends with the lease; holds only the lease's state, never the lease itself.
+                let mut renewed = lease.renewals();
+                let index = got.index;
+                tokio::spawn(async move {
+                    while let Some(until) = renewed.next().await {
+                        outbox.push(token, Done::LeaseRenewed { index, until });
+                    }
+                });
+            }
             Ok(NativeLease {
                 outcome: WaitAcquireOutcome {
                     success: got.success,
@@ -583,4 +610,169 @@ impl NativeLease {
             lease.stop();
         }
     }
+}
+
+/// One engine event as JavaScript gets it (lib/diagnostics.js turns it into a channel message).
+/// `kind`: 'connected', 'lost', 'connect-failed', 'quorum-lost' or 'quorum-regained'.
+#[napi(object, object_from_js = false)]
+pub struct NativeEvent {
+    pub kind: String,
+    /// `host:port` (or a socket path), never credentials; in quorum events every node's.
+    pub endpoint: String,
+    /// Connection events: 'commands', 'subscriber' or 'replication'.
+    pub connection: Option<String>,
+    /// `connected`: not the connection's first opening.
+    pub reconnect: Option<bool>,
+    /// `lost`: why; `connect-failed`: the error.
+    pub error: Option<String>,
+    /// Quorum events: nodes that answered, and the majority needed.
+    pub answered: Option<u32>,
+    pub needed: Option<u32>,
+}
+
+impl NativeEvent {
+    fn new(kind: &str, endpoint: String) -> Self {
+        NativeEvent {
+            kind: kind.to_owned(),
+            endpoint,
+            connection: None,
+            reconnect: None,
+            error: None,
+            answered: None,
+            needed: None,
+        }
+    }
+
+    fn connection(
+        kind: &str,
+        endpoint: String,
+        connection: core::Connection,
+        error: Option<String>,
+    ) -> Self {
+        NativeEvent {
+            connection: Some(connection.as_str().to_owned()),
+            error,
+            ..NativeEvent::new(kind, endpoint)
+        }
+    }
+
+    fn quorum(kind: &str, endpoints: Vec<String>, answered: usize, needed: usize) -> Self {
+        let count = |n: usize| Some(u32::try_from(n).unwrap_or(u32::MAX));
+        NativeEvent {
+            answered: count(answered),
+            needed: count(needed),
+            ..NativeEvent::new(kind, endpoints.join(", "))
+        }
+    }
+}
+
+impl From<core::Event> for NativeEvent {
+    fn from(event: core::Event) -> Self {
+        use core::Event;
+        match event {
+            Event::Connected {
+                endpoint,
+                connection,
+                reconnect,
+            } => NativeEvent {
+                reconnect: Some(reconnect),
+                ..NativeEvent::connection("connected", endpoint, connection, None)
+            },
+            Event::Lost {
+                endpoint,
+                connection,
+                reason,
+            } => NativeEvent::connection("lost", endpoint, connection, Some(reason)),
+            Event::ConnectFailed {
+                endpoint,
+                connection,
+                error,
+            } => NativeEvent::connection("connect-failed", endpoint, connection, Some(error)),
+            Event::QuorumLost {
+                endpoints,
+                answered,
+                needed,
+            } => NativeEvent::quorum("quorum-lost", endpoints, answered, needed),
+            Event::QuorumRegained {
+                endpoints,
+                answered,
+                needed,
+            } => NativeEvent::quorum("quorum-regained", endpoints, answered, needed),
+        }
+    }
+}
+
+type EventCallback = ThreadsafeFunction<(), (), Vec<NativeEvent>, Status, false, true>;
+
+/// Where engine events go in one JavaScript environment (the main thread, or a worker that
+/// loaded the addon): queued here, delivered in batches by one weak threadsafe function, so
+/// they never keep the process alive and never run JavaScript on the runtime thread.
+struct EventSink {
+    queue: Arc<std::sync::Mutex<Vec<core::Event>>>,
+    notify: EventCallback,
+}
+
+/// The environments listening. Engine events are process-wide (connections are shared by
+/// every Lock in the process, workers included), so each environment gets every event.
+static EVENT_SINKS: std::sync::Mutex<Vec<Arc<EventSink>>> = std::sync::Mutex::new(Vec::new());
+
+/// The engine's hook (core::events): queues `event` for every listening environment. Runs on
+/// the runtime thread; it only locks, pushes and, into an empty queue, schedules a wake-up.
+fn deliver_event(event: core::Event) {
+    let sinks = EVENT_SINKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for sink in &sinks {
+        let mut queue = sink.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let was_empty = queue.is_empty();
+        queue.push(event.clone());
+        drop(queue);
+        if was_empty
+            && sink
+                .notify
+                .call((), ThreadsafeFunctionCallMode::NonBlocking)
+                == Status::Closing
+        {
+            // Its environment ended (a worker exited): stop queueing for it.
+            EVENT_SINKS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|other| !Arc::ptr_eq(other, sink));
+        }
+    }
+}
+
+/// Starts delivering the engine's process-wide events (connections, quorum) to `on_events`,
+/// called with arrays of events on this environment's JavaScript thread. Once per
+/// environment (lib/diagnostics.js).
+// (Only JavaScript calls it: unused in the crate's own test build.)
+#[cfg_attr(test, allow(dead_code))]
+#[napi]
+pub fn listen_events(
+    #[napi(ts_arg_type = "(events: NativeEvent[]) => void")] on_events: Function<
+        Vec<NativeEvent>,
+        (),
+    >,
+) -> Result<()> {
+    let queue: Arc<std::sync::Mutex<Vec<core::Event>>> = Arc::default();
+    let taken = queue.clone();
+    let notify = on_events
+        .build_threadsafe_function::<()>()
+        .weak::<true>()
+        .callee_handled::<false>()
+        .build_callback(move |_ctx| {
+            let events = std::mem::take(&mut *taken.lock().unwrap_or_else(|p| p.into_inner()));
+            Ok(events
+                .into_iter()
+                .map(NativeEvent::from)
+                .collect::<Vec<_>>())
+        })?;
+    EVENT_SINKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Arc::new(EventSink { queue, notify }));
+    static HOOKED: std::sync::Once = std::sync::Once::new();
+    HOOKED.call_once(|| core::events::set_hook(Some(Arc::new(deliver_event))));
+    Ok(())
 }

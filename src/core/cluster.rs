@@ -12,6 +12,7 @@
 
 use crate::core::endpoint::{Connect, Registry, Timeouts};
 use crate::core::error::{LockError, Result};
+use crate::core::events::{self, Connection, Event};
 use crate::core::lock::{Acquired, Released, Renewed};
 use crate::core::scripts;
 use crate::core::waiters::{SubscriberCommand, Waiters};
@@ -35,6 +36,10 @@ pub struct Cluster {
     pushes: Mutex<Option<mpsc::UnboundedReceiver<PushInfo>>>,
     pub waiters: Arc<Waiters>,
     timeouts: Timeouts,
+    /// The seed nodes as `host:port`, without credentials: what events name the cluster by.
+    seeds: String,
+    /// Whether each connection (commands, subscriber) was ever opened (events.rs).
+    opened: [std::sync::atomic::AtomicBool; 2],
 }
 
 static CLUSTERS: Registry<(Vec<String>, Connect), Cluster> = Registry::new();
@@ -48,6 +53,16 @@ impl Cluster {
             let (tx, rx) = mpsc::unbounded_channel();
             let client = build(urls, connect, None)?;
             let subscriber_client = build(urls, connect, Some(tx))?;
+            let seeds = urls
+                .iter()
+                .map(|url| {
+                    redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_or_else(
+                        |_| "an unparsable address".to_owned(),
+                        |info| events::describe(info.addr()),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
             Ok(Arc::new(Cluster {
                 client,
                 conn: RwLock::new(None),
@@ -57,6 +72,8 @@ impl Cluster {
                 pushes: Mutex::new(Some(rx)),
                 waiters: Arc::new(Waiters::new()),
                 timeouts: connect.timeouts,
+                seeds,
+                opened: Default::default(),
             }))
         })
     }
@@ -67,18 +84,24 @@ impl Cluster {
 
     /// The command connection, opened on first use (a failed connect is retried next time).
     pub async fn connection(&self) -> Result<ClusterConnection> {
-        self.open(&self.client, &self.conn).await
+        self.open(&self.client, &self.conn, Connection::Commands)
+            .await
     }
 
     async fn subscriber_connection(&self) -> Result<ClusterConnection> {
-        self.open(&self.subscriber_client, &self.subscriber_conn)
-            .await
+        self.open(
+            &self.subscriber_client,
+            &self.subscriber_conn,
+            Connection::Subscriber,
+        )
+        .await
     }
 
     async fn open(
         &self,
         client: &redis::cluster::ClusterClient,
         slot: &RwLock<Option<ClusterConnection>>,
+        which: Connection,
     ) -> Result<ClusterConnection> {
         let cached = || slot.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(conn) = cached() {
@@ -91,14 +114,27 @@ impl Cluster {
         let connect = client.get_async_connection();
         let conn = match tokio::time::timeout(self.timeouts.connect * 2, connect).await {
             Ok(Ok(conn)) => conn,
-            Ok(Err(err)) => return Err(err.into()),
-            Err(_) => {
-                return Err(LockError::unreachable(
-                    "could not reach the cluster in time",
-                ))
+            failed => {
+                let err = match failed {
+                    Ok(Err(err)) => err.into(),
+                    _ => LockError::unreachable("could not reach the cluster in time"),
+                };
+                events::emit(|| Event::ConnectFailed {
+                    endpoint: self.seeds.clone(),
+                    connection: which,
+                    error: err.to_string(),
+                });
+                return Err(err);
             }
         };
         *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        let reconnect = self.opened[usize::from(which != Connection::Commands)]
+            .swap(true, std::sync::atomic::Ordering::Relaxed);
+        events::emit(|| Event::Connected {
+            endpoint: self.seeds.clone(),
+            connection: which,
+            reconnect,
+        });
         Ok(conn)
     }
 
@@ -213,7 +249,14 @@ async fn subscribe(
                             cluster.waiters.released(&channel, &key);
                         }
                     }
-                    (PushKind::Disconnection, _) => cluster.waiters.wake_all_heads(),
+                    (PushKind::Disconnection, _) => {
+                        events::emit(|| Event::Lost {
+                            endpoint: cluster.seeds.clone(),
+                            connection: Connection::Subscriber,
+                            reason: "a node's connection closed".to_owned(),
+                        });
+                        cluster.waiters.wake_all_heads();
+                    }
                     // The server drops sharded subscriptions whose slot moved away. Follow the
                     // slot (the client is redirected to the new owner) and let every queue head
                     // look again: a release may have gone by meanwhile.

@@ -4,12 +4,14 @@
 
 use crate::core::batch::{Batched, Batcher};
 use crate::core::error::{LockError, Result};
+use crate::core::events::{self, Connection, Event};
 use crate::core::lock::{Acquired, Released, Renewed, Replication};
 use crate::core::scripts::{self, ACQUIRE_SCRIPT, UNDO_SCRIPT};
 use crate::core::subscriber;
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
@@ -151,6 +153,12 @@ pub struct Endpoint {
     wait_allowed: tokio::sync::OnceCell<()>,
     /// Single flight for opening connections, with the last failure and when it happened.
     connecting: tokio::sync::Mutex<Option<(Instant, LockError)>>,
+    /// Whether the command and the replication connection were ever opened: a later opening is
+    /// a reconnect (events.rs).
+    opened: [AtomicBool; 2],
+    /// Set while the command connection is failing: the first failure reports it lost, the
+    /// next success reconnected (the connection manager reconnects by itself, unseen).
+    commands_down: AtomicBool,
     pub waiters: Arc<Waiters>,
 }
 
@@ -200,6 +208,8 @@ impl Endpoint {
                 replicated: RwLock::new(None),
                 wait_allowed: tokio::sync::OnceCell::new(),
                 connecting: tokio::sync::Mutex::new(None),
+                opened: Default::default(),
+                commands_down: AtomicBool::new(false),
                 waiters: Arc::new(Waiters::new()),
             }))
         })
@@ -207,6 +217,13 @@ impl Endpoint {
 
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
+    }
+
+    /// Where this endpoint connects now, as `host:port` (in sentinel mode the master's address),
+    /// never with credentials: what events name it by.
+    pub fn address(&self) -> String {
+        let client = self.client.read().unwrap_or_else(|p| p.into_inner());
+        events::describe(client.get_connection_info().addr())
     }
 
     /// The command connection, opened on first use. A failed connect is not remembered: the next
@@ -222,13 +239,14 @@ impl Endpoint {
         }
         // Opening is rare and its future is large: boxed, it does not weigh on every call's
         // (and every waiter's) state.
-        Box::pin(self.open(&self.command, self.timeouts.command)).await
+        Box::pin(self.open(&self.command, self.timeouts.command, Connection::Commands)).await
     }
 
     async fn open(
         &self,
         slot: &RwLock<Option<ConnectionManager>>,
         response_timeout: Duration,
+        which: Connection,
     ) -> Result<ConnectionManager> {
         let cached = || slot.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(conn) = cached() {
@@ -247,16 +265,60 @@ impl Endpoint {
             }
         }
         let result = self.connect(response_timeout).await;
+        let opened = &self.opened[usize::from(which != Connection::Commands)];
         match result {
             Ok(conn) => {
                 *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
                 *last_failure = None;
+                if which == Connection::Commands {
+                    self.commands_down.store(false, Ordering::Relaxed);
+                }
+                let reconnect = opened.swap(true, Ordering::Relaxed);
+                events::emit(|| Event::Connected {
+                    endpoint: self.address(),
+                    connection: which,
+                    reconnect,
+                });
                 Ok(conn)
             }
             Err(err) => {
                 *last_failure = Some((Instant::now(), err.clone()));
+                events::emit(|| Event::ConnectFailed {
+                    endpoint: self.address(),
+                    connection: which,
+                    error: err.to_string(),
+                });
                 Err(err)
             }
+        }
+    }
+
+    /// Follows the command connection's health through the results of the operations on it:
+    /// a connection failure (or timeout) after success reports it lost, the first success
+    /// after that reconnected. One relaxed load when all is well.
+    fn note<T>(&self, result: &Result<T>) {
+        match result {
+            Ok(_) => {
+                if self.commands_down.load(Ordering::Relaxed)
+                    && self.commands_down.swap(false, Ordering::Relaxed)
+                {
+                    events::emit(|| Event::Connected {
+                        endpoint: self.address(),
+                        connection: Connection::Commands,
+                        reconnect: true,
+                    });
+                }
+            }
+            Err(err) if err.is_transient() => {
+                if !self.commands_down.swap(true, Ordering::Relaxed) {
+                    events::emit(|| Event::Lost {
+                        endpoint: self.address(),
+                        connection: Connection::Commands,
+                        reason: err.to_string(),
+                    });
+                }
+            }
+            Err(_) => {}
         }
     }
 
@@ -295,6 +357,7 @@ impl Endpoint {
             .open(
                 &self.replicated,
                 self.timeouts.command + replication.timeout,
+                Connection::Replication,
             )
             .await?;
         // Before the first grant, make sure WAIT is allowed at all (managed services and ACLs
@@ -490,9 +553,13 @@ impl Endpoint {
         Fut: std::future::Future<Output = Result<T>>,
     {
         let batched = |conn| self.batcher.wrap(conn);
-        match op(batched(self.connection().await?)).await {
+        let first = op(batched(self.connection().await?)).await;
+        self.note(&first);
+        match first {
             Err(LockError::Redis { message, .. }) if is_dropped(&message) => {
-                op(batched(self.connection().await?)).await
+                let again = op(batched(self.connection().await?)).await;
+                self.note(&again);
+                again
             }
             other => other,
         }

@@ -139,6 +139,38 @@ impl Lease {
     pub fn stop(&self) {
         self.stop.cancel();
     }
+
+    /// Follows this lease's successful renewals from now on (for observers: it does not keep
+    /// the lease alive, and ends when the lease does).
+    pub fn renewals(&self) -> Renewals {
+        let mut state = self.state.clone();
+        state.mark_unchanged();
+        Renewals {
+            state,
+            margin: self.margin,
+        }
+    }
+}
+
+/// The successful renewals of a `Lease`, one at a time (see `Lease::renewals`).
+pub struct Renewals {
+    state: watch::Receiver<State>,
+    margin: Duration,
+}
+
+impl Renewals {
+    /// Waits for the next successful renewal and returns the instant the lease now counts as
+    /// lost at (as `Lease::remaining` measures it); `None` once the lease was lost or stopped.
+    /// Renewals that happen while nobody awaits this are folded into the next answer.
+    pub async fn next(&mut self) -> Option<Instant> {
+        self.state.changed().await.ok()?;
+        match *self.state.borrow_and_update() {
+            State::Held { valid_until } => {
+                Some(valid_until.checked_sub(self.margin).unwrap_or(valid_until))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Drop for Lease {

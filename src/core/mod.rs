@@ -5,6 +5,7 @@ pub mod batch;
 pub mod cluster;
 pub mod endpoint;
 pub mod error;
+pub mod events;
 pub mod lease;
 pub mod lock;
 pub mod quorum;
@@ -14,7 +15,8 @@ pub mod waiters;
 
 pub use endpoint::{Connect, Sentinel, Timeouts, Tls};
 pub use error::{LockError, Result};
-pub use lease::{Lease, LeaseOptions, LostReason};
+pub use events::{Connection, Event};
+pub use lease::{Lease, LeaseOptions, LostReason, Renewals};
 pub use lock::{
     never_aborted, Acquired, Lock, ReleaseResult, Released, RenewResult, Renewed, Replication,
     Settings, WaitAcquired, MAX_TTL_MS,

@@ -12,11 +12,13 @@
 
 use crate::core::endpoint::{Connect, Endpoint, Registry, Timeouts};
 use crate::core::error::{LockError, Result};
+use crate::core::events::{self, Event};
 use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
 use crate::core::scripts::{self, COMMIT_SCRIPT};
 use crate::core::waiters::Waiters;
 use futures_util::future::join_all;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -25,6 +27,8 @@ pub struct Quorum {
     nodes: Vec<Arc<Endpoint>>,
     pub waiters: Arc<Waiters>,
     timeouts: Timeouts,
+    /// Set while fewer than a majority answer: events report the loss and the recovery once.
+    lost: AtomicBool,
 }
 
 static QUORUMS: Registry<(Vec<String>, Connect), Quorum> = Registry::new();
@@ -52,6 +56,7 @@ impl Quorum {
                 nodes,
                 waiters: Arc::new(Waiters::new()),
                 timeouts: connect.timeouts,
+                lost: AtomicBool::new(false),
             }))
         })
     }
@@ -93,6 +98,34 @@ impl Quorum {
         Duration::from_millis((ttl_ms / 3).max(5)).min(self.timeouts.command)
     }
 
+    /// Notes how many nodes answered a request: reports the quorum lost when fewer than a
+    /// majority did, and regained when a majority answers again (events.rs).
+    fn observe(&self, answered: usize) {
+        let lost = answered < self.majority();
+        if self.lost.load(Ordering::Relaxed) == lost
+            || self.lost.swap(lost, Ordering::Relaxed) == lost
+        {
+            return;
+        }
+        events::emit(|| {
+            let endpoints = self.nodes.iter().map(|node| node.address()).collect();
+            let needed = self.majority();
+            if lost {
+                Event::QuorumLost {
+                    endpoints,
+                    answered,
+                    needed,
+                }
+            } else {
+                Event::QuorumRegained {
+                    endpoints,
+                    answered,
+                    needed,
+                }
+            }
+        });
+    }
+
     fn no_quorum(&self, answered: usize) -> LockError {
         LockError::NoQuorum(format!(
             "{answered} of {} Redis nodes answered; {} are needed",
@@ -117,6 +150,7 @@ impl Quorum {
             .ask(limit, |node| node.acquire(key, counter_key, ttl_ms, &name))
             .await;
         let answered = votes.iter().filter(|v| matches!(v, Some(Ok(_)))).count();
+        self.observe(answered);
         let granted: Vec<(usize, i64)> = votes
             .iter()
             .enumerate()
@@ -212,6 +246,7 @@ impl Quorum {
             .iter()
             .filter_map(|v| v.as_ref()?.as_ref().ok())
             .collect();
+        self.observe(answers.len());
         let count = |r: ReleaseResult| answers.iter().filter(|a| a.result == r).count();
         if count(ReleaseResult::Released) > 0 {
             return Ok(Released {
@@ -254,6 +289,7 @@ impl Quorum {
             .iter()
             .filter_map(|v| v.as_ref()?.as_ref().ok())
             .collect();
+        self.observe(answers.len());
         let count = |r: RenewResult| answers.iter().filter(|a| a.result == r).count();
         let drift = drift(ttl_ms);
         let ttl = Duration::from_millis(ttl_ms);

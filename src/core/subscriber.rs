@@ -8,6 +8,7 @@
 //! a dead connection is noticed within their sum, and its waiters recover as after a drop.
 
 use crate::core::endpoint::Endpoint;
+use crate::core::events::{self, Connection, Event};
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use futures_util::StreamExt;
 use std::future::Future;
@@ -44,9 +45,22 @@ pub async fn run(
         };
         let connected = tokio::time::timeout(connect_timeout, connect).await;
         drop(server);
+        // Named for events only (events.rs), without holding the endpoint meanwhile.
+        let address = || endpoint.upgrade().map_or_else(String::new, |s| s.address());
         let pubsub = match connected {
             Ok(Ok(pubsub)) => pubsub,
-            _ => {
+            failed => {
+                events::emit(|| Event::ConnectFailed {
+                    endpoint: address(),
+                    connection: Connection::Subscriber,
+                    error: match failed {
+                        Ok(Err(err)) => err.to_string(),
+                        _ => format!(
+                            "could not connect within {} ms",
+                            connect_timeout.as_millis()
+                        ),
+                    },
+                });
                 drop(owner);
                 // Keep draining commands while down: the full channel list is resubscribed on
                 // connect, so individual commands can be dropped.
@@ -65,8 +79,18 @@ pub async fn run(
         };
         let (mut sink, mut stream) = pubsub.split();
         let channels = owner.channels();
-        if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+        let refused = if channels.is_empty() {
+            None
+        } else {
+            sink.subscribe(&channels).await.err()
+        };
+        if let Some(err) = refused {
             // Refused (an ACL without SUBSCRIBE, say): back off as for a failed connect.
+            events::emit(|| Event::ConnectFailed {
+                endpoint: address(),
+                connection: Connection::Subscriber,
+                error: format!("SUBSCRIBE failed: {err}"),
+            });
             drop(owner);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -78,6 +102,11 @@ pub async fn run(
         if reconnecting {
             owner.wake_all_heads();
         }
+        events::emit(|| Event::Connected {
+            endpoint: address(),
+            connection: Connection::Subscriber,
+            reconnect: reconnecting,
+        });
         drop(owner);
         backoff = MIN_BACKOFF;
         reconnecting = true;
@@ -86,7 +115,7 @@ pub async fn run(
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The PING in flight, if any: polled beside the messages, so it never delays a wake-up.
         let mut ping: Option<Pin<Box<dyn Future<Output = bool> + Send>>> = None;
-        loop {
+        let reason = loop {
             tokio::select! {
                 _ = beat.tick(), if ping.is_none() => {
                     if waiters.upgrade().is_some_and(|owner| owner.has_channels()) {
@@ -100,7 +129,7 @@ pub async fn run(
                 alive = async { ping.as_mut().expect("guarded").await }, if ping.is_some() => {
                     ping = None;
                     if !alive {
-                        break;
+                        break "PING unanswered";
                     }
                 }
                 command = commands.recv() => {
@@ -120,22 +149,27 @@ pub async fn run(
                         }
                     };
                     if !ok {
-                        break;
+                        break "SUBSCRIBE or UNSUBSCRIBE failed";
                     }
                 }
                 message = stream.next() => {
-                    let Some(message) = message else { break };
+                    let Some(message) = message else { break "connection closed" };
                     let Some(owner) = waiters.upgrade() else { return };
                     if let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) {
                         owner.released(message.get_channel_name(), key);
                     }
                 }
             }
-        }
+        };
         if let Some(owner) = waiters.upgrade() {
             owner.set_all_subscribed(false);
         }
         if let Some(server) = endpoint.upgrade() {
+            events::emit(|| Event::Lost {
+                endpoint: server.address(),
+                connection: Connection::Subscriber,
+                reason: reason.to_owned(),
+            });
             server.suspect_failover().await;
         }
     }
