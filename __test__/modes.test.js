@@ -81,7 +81,7 @@ describe('ACL user restricted to the lock', () => {
   let server;
   before(async () => {
     server = await new RedisServer().start();
-    // The least privilege a Lock in namespace "app" needs (documented in the README).
+    // The least privilege a Lock in namespace "app" needs (documented in docs/guarantees.md).
     await server.command(
       'ACL', 'SETUSER', 'locker', 'on', '>s3cret', '~app:*', '~appindex', '&app-release',
       '+evalsha', '+eval', '+subscribe', '+unsubscribe',

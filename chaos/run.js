@@ -196,7 +196,7 @@ async function pubsubCutLoop(ctx, { gapMs = [150, 400] } = {}) {
 
 /**
  * Half-opens one worker's subscriber (nothing passes, no FIN or RST) and measures how long the
- * library takes to notice and resubscribe on a new connection: the README promises within 3 s
+ * library takes to notice and resubscribe on a new connection: docs/how-it-works.md (Outages) promises within 3 s
  * while anybody waits (PING every second, dead after 2 s without an answer).
  */
 async function halfOpenLoop(ctx, { everyMs = [1500, 3000], boundMs = 4000 } = {}) {

@@ -106,7 +106,7 @@ async function isDone(lock, doneId) {
 }
 
 /**
- * Runs `job(signal, info)` unless it already ran in the current period anywhere. See README.
+ * Runs `job(signal, info)` unless it already ran in the current period anywhere. See docs/leases-and-jobs.md.
  *
  * @returns {Promise<{ran: boolean, result?: any, skipped?: 'done'|'busy'|'missed', epoch?: number,
  *   marked?: boolean, period: {start: Date, end: Date, id: string}}>}
