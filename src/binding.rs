@@ -3,6 +3,7 @@
 //! callbacks, so no user code ever runs on a Rust stack.
 
 use crate::busy_poll::{BusyPoll, Rhythm};
+use crate::core::sync::MutexExt;
 use crate::core::{self, Lease, LeaseOptions, LockError, Timeouts};
 use futures_util::FutureExt;
 use napi::bindgen_prelude::*;
@@ -202,7 +203,7 @@ impl Outbox {
     fn push(self: &Arc<Self>, call: u32, done: Done) {
         let call = f64::from(call);
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = self.queue.locked();
         let was_empty = queue.values.is_empty();
         let Batch {
             values,
@@ -388,7 +389,7 @@ impl NativeLock {
             .callee_handled::<false>()
             .build_callback(move |_ctx| {
                 delivered.delivered(BUSY_POLL.now());
-                let (values, errors) = taken.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let (values, errors) = taken.locked().take();
                 Ok(FnArgs::from((Float64Array::new(values), errors)))
             })?;
         Ok(NativeLock {
@@ -719,12 +720,9 @@ static EVENT_SINKS: std::sync::Mutex<Vec<Arc<EventSink>>> = std::sync::Mutex::ne
 /// The engine's hook (core::events): queues `event` for every listening environment. Runs on
 /// the runtime thread; it only locks, pushes and, into an empty queue, schedules a wake-up.
 fn deliver_event(event: core::Event) {
-    let sinks = EVENT_SINKS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let sinks = EVENT_SINKS.locked().clone();
     for sink in &sinks {
-        let mut queue = sink.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = sink.queue.locked();
         let was_empty = queue.is_empty();
         queue.push(event.clone());
         drop(queue);
@@ -736,8 +734,7 @@ fn deliver_event(event: core::Event) {
         {
             // Its environment ended (a worker exited): stop queueing for it.
             EVENT_SINKS
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .locked()
                 .retain(|other| !Arc::ptr_eq(other, sink));
         }
     }
@@ -762,15 +759,14 @@ pub fn listen_events(
         .weak::<true>()
         .callee_handled::<false>()
         .build_callback(move |_ctx| {
-            let events = std::mem::take(&mut *taken.lock().unwrap_or_else(|p| p.into_inner()));
+            let events = std::mem::take(&mut *taken.locked());
             Ok(events
                 .into_iter()
                 .map(NativeEvent::from)
                 .collect::<Vec<_>>())
         })?;
     EVENT_SINKS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .locked()
         .push(Arc::new(EventSink { queue, notify }));
     static HOOKED: std::sync::Once = std::sync::Once::new();
     HOOKED.call_once(|| core::events::set_hook(Some(Arc::new(deliver_event))));

@@ -5,7 +5,7 @@ mod common;
 
 use common::RedisServer;
 use futures_util::future::join_all;
-use redfour_native::core::{Lock, LockError, ReleaseResult, RenewResult, Timeouts};
+use redfour_native::core::{Failure, Lock, LockError, ReleaseResult, RenewResult, Timeouts};
 
 fn lock(server: &RedisServer) -> Lock {
     Lock::new(&server.url(), "ns", Timeouts::default()).unwrap()
@@ -124,7 +124,7 @@ async fn one_calls_error_does_not_fail_the_calls_batched_with_it() {
     assert!(server.script_calls().await - before < 21, "batched");
     let failed = results.remove(10);
     assert!(
-        matches!(&failed, Err(LockError::Redis { message, transient: false }) if message.contains("WRONGTYPE")),
+        matches!(&failed, Err(LockError::Redis { message, failure: Failure::Reply }) if message.contains("WRONGTYPE")),
         "{failed:?}"
     );
     for released in results {

@@ -39,6 +39,7 @@
 use crate::core::scripts::RELEASE_SCRIPT;
 use crate::core::scripts::{is_noscript, StaticScript, ACQUIRE, ACQUIRE_SCRIPT, RELEASE};
 use crate::core::scripts::{RENEW, RENEW_SCRIPT};
+use crate::core::sync::MutexExt;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Arg, Cmd, RedisError, RedisFuture, RedisResult, Value};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
@@ -279,7 +280,7 @@ impl Batcher {
     /// caller making one call at a time, who then pays nothing for batching. The call counts
     /// as in flight while the returned guard lives.
     fn alone(&self) -> Option<InFlight> {
-        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = self.queue.locked();
         (queue.is_empty() && self.in_flight.load(SeqCst) == 0)
             .then(|| InFlight::new(&self.in_flight))
     }
@@ -288,7 +289,7 @@ impl Batcher {
     /// runtime's other ready tasks (the calls made meanwhile join the batch); a full batch goes
     /// at once.
     fn submit(&self, call: Call, conn: &ConnectionManager) {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = self.queue.locked();
         queue.push(call);
         if queue.len() == 1 {
             let queue = self.queue.clone();
@@ -300,7 +301,7 @@ impl Batcher {
                 // Counted in flight before the queue is seen empty: a lone call must not
                 // overtake these.
                 let (calls, in_flight) = {
-                    let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut queue = queue.locked();
                     (std::mem::take(&mut *queue), InFlight::new(&in_flight))
                 };
                 send(calls, conn, &loaded, in_flight).await;

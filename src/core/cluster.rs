@@ -10,11 +10,13 @@
 //! change can be missed: waiters then fall back to polling at the holder's TTL, and every queue
 //! head retries when the library reports a disconnection.
 
-use crate::core::endpoint::{Connect, Registry, Timeouts};
+use crate::core::config::{Connect, Timeouts};
 use crate::core::error::{LockError, Result};
 use crate::core::events::{self, Connection, Event};
-use crate::core::lock::{Acquired, Released, Renewed};
+use crate::core::outcome::{Acquired, Released, Renewed};
+use crate::core::registry::Registry;
 use crate::core::scripts;
+use crate::core::sync::{MutexExt, RwLockExt};
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -103,7 +105,7 @@ impl Cluster {
         slot: &RwLock<Option<ClusterConnection>>,
         which: Connection,
     ) -> Result<ClusterConnection> {
-        let cached = || slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let cached = || slot.reading().clone();
         if let Some(conn) = cached() {
             return Ok(conn);
         }
@@ -127,7 +129,7 @@ impl Cluster {
                 return Err(err);
             }
         };
-        *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        *slot.writing() = Some(conn.clone());
         let reconnect = self.opened[usize::from(which != Connection::Commands)]
             .swap(true, std::sync::atomic::Ordering::Relaxed);
         events::emit(|| Event::Connected {
@@ -141,7 +143,7 @@ impl Cluster {
     pub fn ensure_subscriber(self: &Arc<Self>) {
         self.waiters.attach_subscribers(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let pushes = self.pushes.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let pushes = self.pushes.locked().take();
             if let Some(pushes) = pushes {
                 tokio::spawn(subscribe(Arc::downgrade(self), rx, pushes));
             }

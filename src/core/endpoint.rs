@@ -3,96 +3,24 @@
 //! open two sockets). Connections are opened on first use and reopened after failures.
 
 use crate::core::batch::{Batched, Batcher};
-use crate::core::error::{LockError, Result};
+use crate::core::config::{Connect, Replication, Sentinel, Timeouts, Tls};
+use crate::core::error::{Failure, LockError, Result};
 use crate::core::events::{self, Connection, Event};
-use crate::core::lock::{Acquired, Released, Renewed, Replication};
+use crate::core::outcome::{Acquired, Released, Renewed};
+use crate::core::registry::Registry;
 use crate::core::scripts::{self, ACQUIRE_SCRIPT, UNDO_SCRIPT};
 use crate::core::subscriber;
+use crate::core::sync::RwLockExt;
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Sentinel mode: how often the sentinels may be asked where the master is.
 const SENTINEL_REFRESH: Duration = Duration::from_millis(250);
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Timeouts {
-    /// Bound on opening a connection (TCP, TLS and AUTH).
-    pub connect: Duration,
-    /// Bound on waiting for a reply to one command.
-    pub command: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(5),
-            command: Duration::from_secs(5),
-        }
-    }
-}
-
-/// TLS material in PEM, for `rediss://` URLs whose server the system trust store does not know,
-/// or that want a client certificate.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Tls {
-    pub ca: Option<Vec<u8>>,
-    pub cert: Option<Vec<u8>>,
-    pub key: Option<Vec<u8>>,
-}
-
-/// Sentinel mode: the master called `master` is found (and found again after a failover) by
-/// asking the sentinels at these URLs. The Lock's own URL then only supplies credentials,
-/// database and scheme; its host and port are replaced by the master's.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Sentinel {
-    pub sentinels: Vec<String>,
-    pub master: String,
-}
-
-impl Tls {
-    /// The material in redis-rs's form; a client certificate needs its key and the reverse.
-    pub fn certificates(&self) -> Result<redis::TlsCertificates> {
-        let client_tls = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-                client_cert: cert.clone(),
-                client_key: key.clone(),
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(LockError::InvalidArg(
-                    "tls.cert and tls.key go together".to_owned(),
-                ))
-            }
-        };
-        Ok(redis::TlsCertificates {
-            client_tls,
-            root_cert: self.ca.clone(),
-        })
-    }
-}
-
-/// How to connect, besides the URL.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Connect {
-    pub timeouts: Timeouts,
-    pub tls: Option<Tls>,
-    pub sentinel: Option<Sentinel>,
-}
-
-impl From<Timeouts> for Connect {
-    fn from(timeouts: Timeouts) -> Self {
-        Connect {
-            timeouts,
-            ..Connect::default()
-        }
-    }
-}
 
 fn invalid_url(err: redis::RedisError) -> LockError {
     LockError::InvalidArg(format!("invalid Redis URL: {err}"))
@@ -109,14 +37,6 @@ fn client(info: redis::ConnectionInfo, tls: Option<&Tls>) -> Result<redis::Clien
     };
     let certificates = tls.certificates()?;
     redis::Client::build_with_tls(info, certificates).map_err(invalid_url)
-}
-
-/// Errors of a request whose connection turned out to be closed.
-fn is_dropped(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    message.contains("broken pipe")
-        || message.contains("connection closed")
-        || message.contains("not connected")
 }
 
 /// The same connection settings aimed at another host and port (a master found by sentinels).
@@ -162,35 +82,21 @@ pub struct Endpoint {
     pub waiters: Arc<Waiters>,
 }
 
-/// Values shared process-wide by key while somebody uses them (weak entries).
-pub(crate) struct Registry<K, V>(OnceLock<Mutex<HashMap<K, Weak<V>>>>);
+static ENDPOINTS: Registry<(String, Connect), Endpoint> = Registry::new();
 
-impl<K: std::hash::Hash + Eq, V> Registry<K, V> {
-    pub(crate) const fn new() -> Self {
-        Registry(OnceLock::new())
+impl subscriber::Source for Endpoint {
+    fn client(&self) -> impl std::future::Future<Output = Result<redis::Client>> + Send {
+        self.current_client()
     }
 
-    pub(crate) fn get_or_create(
-        &self,
-        key: K,
-        make: impl FnOnce() -> Result<Arc<V>>,
-    ) -> Result<Arc<V>> {
-        let mut entries = self
-            .0
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(value) = entries.get(&key).and_then(Weak::upgrade) {
-            return Ok(value);
-        }
-        let value = make()?;
-        entries.retain(|_, weak| weak.strong_count() > 0);
-        entries.insert(key, Arc::downgrade(&value));
-        Ok(value)
+    fn address(&self) -> String {
+        Endpoint::address(self)
+    }
+
+    fn connection_lost(&self) -> impl std::future::Future<Output = ()> + Send {
+        self.suspect_failover()
     }
 }
-
-static ENDPOINTS: Registry<(String, Connect), Endpoint> = Registry::new();
 
 impl Endpoint {
     /// The endpoint for `url`, shared with every other user of the same URL and settings.
@@ -222,19 +128,14 @@ impl Endpoint {
     /// Where this endpoint connects now, as `host:port` (in sentinel mode the master's address),
     /// never with credentials: what events name it by.
     pub fn address(&self) -> String {
-        let client = self.client.read().unwrap_or_else(|p| p.into_inner());
+        let client = self.client.reading();
         events::describe(client.get_connection_info().addr())
     }
 
     /// The command connection, opened on first use. A failed connect is not remembered: the next
     /// call tries again.
     pub async fn connection(&self) -> Result<ConnectionManager> {
-        if let Some(conn) = self
-            .command
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(conn) = self.command.reading().clone() {
             return Ok(conn);
         }
         // Opening is rare and its future is large: boxed, it does not weigh on every call's
@@ -248,7 +149,7 @@ impl Endpoint {
         response_timeout: Duration,
         which: Connection,
     ) -> Result<ConnectionManager> {
-        let cached = || slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let cached = || slot.reading().clone();
         if let Some(conn) = cached() {
             return Ok(conn);
         }
@@ -268,7 +169,7 @@ impl Endpoint {
         let opened = &self.opened[usize::from(which != Connection::Commands)];
         match result {
             Ok(conn) => {
-                *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+                *slot.writing() = Some(conn.clone());
                 *last_failure = None;
                 if which == Connection::Commands {
                     self.commands_down.store(false, Ordering::Relaxed);
@@ -373,10 +274,11 @@ impl Endpoint {
                     .map(|_| ())
                     .map_err(|err| {
                         let message = format!("minReplications needs the WAIT command: {err}");
-                        LockError::Redis {
-                            transient: LockError::from(err).is_transient(),
-                            message,
-                        }
+                        let failure = match LockError::from(err) {
+                            LockError::Redis { failure, .. } => failure,
+                            _ => Failure::Reply,
+                        };
+                        LockError::Redis { message, failure }
                     })
             })
             .await?;
@@ -415,10 +317,10 @@ impl Endpoint {
             match err {
                 LockError::Redis {
                     message,
-                    transient: false,
+                    failure: Failure::Reply,
                 } => LockError::Redis {
                     message: format!("minReplications needs the WAIT command: {message}"),
-                    transient: false,
+                    failure: Failure::Reply,
                 },
                 other => other,
             }
@@ -460,11 +362,7 @@ impl Endpoint {
     /// (asked at most every `SENTINEL_REFRESH`; the last known master if none answers).
     pub async fn current_client(&self) -> Result<redis::Client> {
         let Some(sentinel) = &self.connect.sentinel else {
-            return Ok(self
-                .client
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone());
+            return Ok(self.client.reading().clone());
         };
         let mut master = self.master.lock().await;
         let fresh = master.1.is_some_and(|at| at.elapsed() < SENTINEL_REFRESH);
@@ -475,17 +373,11 @@ impl Endpoint {
                     let (host, port) = found.clone();
                     let moved =
                         client(retarget(&self.info, host, port), self.connect.tls.as_ref())?;
-                    *self.client.write().unwrap_or_else(|p| p.into_inner()) = moved;
+                    *self.client.writing() = moved;
                     if master.0.is_some() {
                         // A failover: connections to the old master must not be reused.
-                        self.command
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .take();
-                        self.replicated
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .take();
+                        self.command.writing().take();
+                        self.replicated.writing().take();
                     }
                     master.0 = Some(found);
                 }
@@ -497,11 +389,7 @@ impl Endpoint {
                 sentinel.master
             )));
         }
-        Ok(self
-            .client
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone())
+        Ok(self.client.reading().clone())
     }
 
     async fn ask_sentinels(&self, sentinel: &Sentinel) -> Option<(String, u16)> {
@@ -556,7 +444,7 @@ impl Endpoint {
         let first = op(batched(self.connection().await?)).await;
         self.note(&first);
         match first {
-            Err(LockError::Redis { message, .. }) if is_dropped(&message) => {
+            Err(err) if err.is_dropped() => {
                 let again = op(batched(self.connection().await?)).await;
                 self.note(&again);
                 again

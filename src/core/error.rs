@@ -9,11 +9,7 @@ pub enum LockError {
     /// An argument the caller should have checked: empty id, zero TTL, unparsable URL.
     InvalidArg(String),
     /// Redis could not be reached, timed out, or answered with an error.
-    Redis {
-        message: String,
-        /// The connection failed or timed out (worth retrying), as opposed to an error reply.
-        transient: bool,
-    },
+    Redis { message: String, failure: Failure },
     /// The lock handle was closed before or during the operation.
     Closed,
     /// Quorum mode: fewer than a majority of the Redis nodes answered.
@@ -22,6 +18,22 @@ pub enum LockError {
     Aborted,
     /// A bug in this library (a panic was caught).
     Internal(String),
+}
+
+/// What kind of Redis failure a `LockError::Redis` is, decided once from redis-rs's own error
+/// kinds where the error is converted (never from its message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The connection turned out to be closed (reset, broken pipe, EOF): the request may be
+    /// tried again on a reopened connection.
+    Dropped,
+    /// Redis could not be reached or did not answer in time.
+    Unreachable,
+    /// Redis answered that it cannot serve the request now (LOADING, or READONLY from a master
+    /// that a failover demoted).
+    Unavailable,
+    /// An error reply to the request itself: trying again will not help.
+    Reply,
 }
 
 impl LockError {
@@ -36,11 +48,17 @@ impl LockError {
         }
     }
 
+    /// A Redis failure that may pass (worth retrying), as opposed to an error reply.
     pub fn is_transient(&self) -> bool {
+        matches!(self, LockError::Redis { failure, .. } if *failure != Failure::Reply)
+    }
+
+    /// The connection was found closed under the request.
+    pub fn is_dropped(&self) -> bool {
         matches!(
             self,
             LockError::Redis {
-                transient: true,
+                failure: Failure::Dropped,
                 ..
             }
         )
@@ -49,7 +67,7 @@ impl LockError {
     pub(crate) fn unreachable(message: impl Into<String>) -> Self {
         LockError::Redis {
             message: message.into(),
-            transient: true,
+            failure: Failure::Unreachable,
         }
     }
 }
@@ -71,16 +89,21 @@ impl std::error::Error for LockError {}
 
 impl From<redis::RedisError> for LockError {
     fn from(err: redis::RedisError) -> Self {
-        let transient = err.is_io_error()
-            || err.is_timeout()
-            || err.is_connection_dropped()
-            || err.is_connection_refusal()
-            || err.code() == Some("LOADING")
+        let failure = if err.is_timeout() || err.is_connection_refusal() {
+            Failure::Unreachable
+        } else if err.is_connection_dropped() {
+            Failure::Dropped
+        } else if err.is_io_error() {
+            Failure::Unreachable
+        } else if matches!(err.code(), Some("LOADING" | "READONLY")) {
             // A master demoted by a failover answers writes with READONLY until we move on.
-            || err.code() == Some("READONLY");
+            Failure::Unavailable
+        } else {
+            Failure::Reply
+        };
         LockError::Redis {
             message: err.to_string(),
-            transient,
+            failure,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! No event carries credentials: endpoints are `host:port` (or a socket path), taken from the
 //! connection address, which holds none.
 
+use crate::core::sync::RwLockExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -80,7 +81,7 @@ static HOOK: RwLock<Option<Hook>> = RwLock::new(None);
 /// Installs the process-wide hook (replacing any earlier one), or removes it with `None`.
 pub fn set_hook(hook: Option<Hook>) {
     let enabled = hook.is_some();
-    *HOOK.write().unwrap_or_else(|p| p.into_inner()) = hook;
+    *HOOK.writing() = hook;
     ENABLED.store(enabled, Ordering::Release);
 }
 
@@ -89,7 +90,7 @@ pub(crate) fn emit(make: impl FnOnce() -> Event) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    let hook = HOOK.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let hook = HOOK.reading().clone();
     if let Some(hook) = hook {
         hook(make());
     }

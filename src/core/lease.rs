@@ -6,7 +6,8 @@
 //! It is declared lost `margin` before that instant if no renewal succeeded meanwhile.
 
 use crate::core::error::{LockError, Result};
-use crate::core::lock::{Lock, RenewResult};
+use crate::core::lock::Lock;
+use crate::core::outcome::RenewResult;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;

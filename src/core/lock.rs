@@ -2,19 +2,19 @@
 //! quorum of independent masters.
 
 use crate::core::cluster::Cluster;
-use crate::core::endpoint::{Connect, Endpoint, Timeouts};
+use crate::core::config::{Replication, Settings, Timeouts};
+use crate::core::endpoint::Endpoint;
 use crate::core::error::{LockError, Result};
+use crate::core::outcome::{check_ttl, Acquired, Released, Renewed, WaitAcquired};
 use crate::core::quorum::Quorum;
 use crate::core::scripts;
+use crate::core::sync::RwLockExt;
 use crate::core::waiters::{jitter, Registration, Waiters, Wake};
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// The largest TTL accepted, in milliseconds (2^31 - 1, about 24.8 days).
-pub const MAX_TTL_MS: u64 = 2_147_483_647;
 
 /// How long a wait with no deadline keeps retrying through a Redis outage before it fails.
 const UNBOUNDED_WAIT_OUTAGE_LIMIT: Duration = Duration::from_secs(30);
@@ -37,101 +37,6 @@ pub fn never_aborted() -> &'static CancellationToken {
     &NEVER
 }
 
-/// Result of one acquire attempt, as redfour reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Acquired {
-    pub success: bool,
-    /// The fencing token on success, -1 otherwise.
-    pub index: i64,
-    /// The granted TTL on success (what was left of it, if the grant was found after a lost
-    /// reply); the holder's remaining PTTL otherwise (-1: no expiry).
-    pub ttl: i64,
-    /// On success, an instant before which Redis keeps the lock for us: measured from when the
-    /// deciding attempt was *sent* (Redis granted it no earlier), never from when the answer
-    /// arrived.
-    pub valid_until: Instant,
-    /// Single-server mode with `minReplications`: Redis granted the lock but too few replicas
-    /// acknowledged it in time, so the grant was undone (ioredfour's `replicationFailure`).
-    pub replication_failed: bool,
-}
-
-impl Acquired {
-    /// An attempt sent at `sent_at` and answered `success`, `index`, `ttl` (ms from the answer).
-    pub fn answered(success: bool, index: i64, ttl: i64, sent_at: Instant) -> Acquired {
-        let held_for = if success { ttl.max(0) as u64 } else { 0 };
-        Acquired {
-            success,
-            index,
-            ttl,
-            valid_until: sent_at + Duration::from_millis(held_for),
-            replication_failed: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WaitAcquired {
-    pub success: bool,
-    pub index: i64,
-    pub ttl: i64,
-    /// True when the first attempt succeeded, without waiting.
-    pub immediate: bool,
-    /// See `Acquired::valid_until`.
-    pub valid_until: Instant,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReleaseResult {
-    Released,
-    Conflict,
-    Expired,
-}
-
-impl ReleaseResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReleaseResult::Released => "released",
-            ReleaseResult::Conflict => "conflict",
-            ReleaseResult::Expired => "expired",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Released {
-    pub success: bool,
-    pub result: ReleaseResult,
-    /// The released index; on conflict the current holder's index (-1 if unknown); -1 if expired.
-    pub index: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RenewResult {
-    Renewed,
-    Missing,
-    Conflict,
-}
-
-impl RenewResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RenewResult::Renewed => "renewed",
-            RenewResult::Missing => "missing",
-            RenewResult::Conflict => "conflict",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Renewed {
-    pub success: bool,
-    pub result: RenewResult,
-    /// The lock's index on success, -1 otherwise.
-    pub index: i64,
-    /// The new TTL on success; otherwise the key's PTTL (-2 when it is gone).
-    pub ttl: i64,
-}
-
 /// A redfour-compatible lock namespace. Cheap to clone; clones share state and `close`.
 #[derive(Clone)]
 pub struct Lock {
@@ -149,32 +54,6 @@ struct Inner {
     cluster: bool,
     /// Permits for waiters' attempts (WAIT_ATTEMPTS_IN_FLIGHT).
     wait_attempts: tokio::sync::Semaphore,
-}
-
-/// Single-server mode: a grant counts only once `replicas` replicas acknowledged it (Redis
-/// WAIT) within `timeout`; otherwise it is released and reported as not acquired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Replication {
-    pub replicas: u32,
-    pub timeout: Duration,
-}
-
-/// Everything a Lock is opened with besides its URLs and namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Settings {
-    pub connect: Connect,
-    pub replication: Option<Replication>,
-    /// Redis Cluster: the URLs are seed nodes and keys are hash-tagged (see cluster.rs).
-    pub cluster: bool,
-}
-
-impl From<Timeouts> for Settings {
-    fn from(timeouts: Timeouts) -> Self {
-        Settings {
-            connect: timeouts.into(),
-            ..Settings::default()
-        }
-    }
 }
 
 impl Lock {
@@ -274,8 +153,7 @@ impl Lock {
         }
         self.inner
             .backend
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .reading()
             .clone()
             .ok_or(LockError::Closed)
     }
@@ -283,11 +161,7 @@ impl Lock {
     /// Stops the lock: pending waits fail with `Closed`, later calls too. Idempotent.
     pub fn close(&self) {
         self.inner.closed.cancel();
-        self.inner
-            .backend
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.inner.backend.writing().take();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -546,15 +420,6 @@ impl Backend {
             Backend::Cluster(cluster) => cluster.timeouts(),
         }
     }
-}
-
-fn check_ttl(ttl_ms: u64) -> Result<()> {
-    if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
-        return Err(LockError::InvalidArg(format!(
-            "ttl must be between 1 and {MAX_TTL_MS} ms, got {ttl_ms}"
-        )));
-    }
-    Ok(())
 }
 
 /// When to look again at a lock held with `pttl` ms left, if no release is announced.

@@ -3,21 +3,25 @@
 
 pub mod batch;
 pub mod cluster;
+pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod events;
 pub mod lease;
 pub mod lock;
+pub mod outcome;
 pub mod quorum;
+pub mod registry;
 pub mod scripts;
 pub mod subscriber;
+pub mod sync;
 pub mod waiters;
 
-pub use endpoint::{Connect, Sentinel, Timeouts, Tls};
-pub use error::{LockError, Result};
+pub use config::{Connect, Replication, Sentinel, Settings, Timeouts, Tls};
+pub use error::{Failure, LockError, Result};
 pub use events::{Connection, Event};
 pub use lease::{Lease, LeaseOptions, LostReason, Renewals};
-pub use lock::{
-    never_aborted, Acquired, Lock, ReleaseResult, Released, RenewResult, Renewed, Replication,
-    Settings, WaitAcquired, MAX_TTL_MS,
+pub use lock::{never_aborted, Lock};
+pub use outcome::{
+    Acquired, ReleaseResult, Released, RenewResult, Renewed, WaitAcquired, MAX_TTL_MS,
 };

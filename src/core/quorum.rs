@@ -10,10 +10,12 @@
 //! This holds while nodes keep their counters: a node restarted without persistence must stay
 //! out for longer than the longest TTL (Redlock's "delayed restart"), or run with AOF fsync.
 
-use crate::core::endpoint::{Connect, Endpoint, Registry, Timeouts};
+use crate::core::config::{Connect, Timeouts};
+use crate::core::endpoint::Endpoint;
 use crate::core::error::{LockError, Result};
 use crate::core::events::{self, Event};
-use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
+use crate::core::outcome::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
+use crate::core::registry::Registry;
 use crate::core::scripts::{self, COMMIT_SCRIPT};
 use crate::core::waiters::Waiters;
 use futures_util::future::join_all;
@@ -177,16 +179,15 @@ impl Quorum {
             }))
             .await;
             let committed = commits.iter().flatten().count();
-            let drift = drift(ttl_ms);
-            let elapsed = sent_at.elapsed();
-            let ttl = Duration::from_millis(ttl_ms);
-            if committed >= self.majority() && elapsed + drift < ttl {
+            let until = valid_until(ttl_ms, sent_at);
+            let left = until.saturating_duration_since(Instant::now());
+            if committed >= self.majority() && !left.is_zero() {
                 return Ok(Acquired {
                     success: true,
                     index: token,
                     // What is left of the lease: redfour reported the TTL asked for.
-                    ttl: (ttl - elapsed - drift).as_millis() as i64,
-                    valid_until: sent_at + ttl - drift,
+                    ttl: left.as_millis() as i64,
+                    valid_until: until,
                     replication_failed: false,
                 });
             }
@@ -291,15 +292,13 @@ impl Quorum {
             .collect();
         self.observe(answers.len());
         let count = |r: RenewResult| answers.iter().filter(|a| a.result == r).count();
-        let drift = drift(ttl_ms);
-        let ttl = Duration::from_millis(ttl_ms);
-        let elapsed = sent_at.elapsed();
-        if count(RenewResult::Renewed) >= self.majority() && elapsed + drift < ttl {
+        let left = valid_until(ttl_ms, sent_at).saturating_duration_since(Instant::now());
+        if count(RenewResult::Renewed) >= self.majority() && !left.is_zero() {
             return Ok(Renewed {
                 success: true,
                 result: RenewResult::Renewed,
                 index,
-                ttl: (ttl - elapsed - drift).as_millis() as i64,
+                ttl: left.as_millis() as i64,
             });
         }
         if answers.len() < self.majority() {
@@ -319,7 +318,8 @@ impl Quorum {
     }
 }
 
-/// Redlock's allowance for clock drift between the nodes over a lease of `ttl_ms`.
-fn drift(ttl_ms: u64) -> Duration {
-    Duration::from_millis(ttl_ms / 100 + 2)
+/// Until when a lease of `ttl_ms` whose commands were sent at `sent_at` holds on a majority,
+/// less Redlock's allowance for clock drift between the nodes (1 % + 2 ms).
+fn valid_until(ttl_ms: u64, sent_at: Instant) -> Instant {
+    sent_at + Duration::from_millis(ttl_ms) - Duration::from_millis(ttl_ms / 100 + 2)
 }

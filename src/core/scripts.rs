@@ -12,7 +12,7 @@
 //! waiter's lease always starts from an attempt it sent itself (see `ACQUIRE`).
 
 use crate::core::error::Result;
-use crate::core::lock::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
+use crate::core::outcome::{Acquired, ReleaseResult, Released, RenewResult, Renewed};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, ServerErrorKind, ToRedisArgs, Value};
 use std::sync::OnceLock;

@@ -7,7 +7,7 @@
 //! `PING_EVERY` and counts the connection dead when the answer takes longer than `PING_TIMEOUT`:
 //! a dead connection is noticed within their sum, and its waiters recover as after a drop.
 
-use crate::core::endpoint::Endpoint;
+use crate::core::error::Result;
 use crate::core::events::{self, Connection, Event};
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use futures_util::StreamExt;
@@ -23,9 +23,21 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// What a subscriber needs of the server it listens to. Implemented by the connection layer
+/// (`Endpoint`), which sits above this module: the subscriber knows its server only through
+/// this.
+pub trait Source: Send + Sync + 'static {
+    /// A client for the server to subscribe on now (in sentinel mode, the current master).
+    fn client(&self) -> impl Future<Output = Result<redis::Client>> + Send;
+    /// `host:port`, for events.
+    fn address(&self) -> String;
+    /// The subscriber's connection failed: the server may have failed over.
+    fn connection_lost(&self) -> impl Future<Output = ()> + Send;
+}
+
 /// Runs until every sender of `commands` is gone (the endpoint was dropped).
-pub async fn run(
-    endpoint: Weak<Endpoint>,
+pub async fn run<S: Source>(
+    endpoint: Weak<S>,
     waiters: Weak<Waiters>,
     mut commands: mpsc::UnboundedReceiver<SubscriberCommand>,
     connect_timeout: Duration,
@@ -40,7 +52,7 @@ pub async fn run(
             return;
         };
         let connect = async {
-            let client = server.current_client().await?;
+            let client = server.client().await?;
             Ok::<_, crate::core::LockError>(client.get_async_pubsub().await?)
         };
         let connected = tokio::time::timeout(connect_timeout, connect).await;
@@ -170,7 +182,7 @@ pub async fn run(
                 connection: Connection::Subscriber,
                 reason: reason.to_owned(),
             });
-            server.suspect_failover().await;
+            server.connection_lost().await;
         }
     }
 }

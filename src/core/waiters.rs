@@ -9,6 +9,7 @@
 //! Nothing of a waiter is kept in Redis: a waiter that is gone (killed, timed out, aborted,
 //! closed, deaf) costs other processes nothing.
 
+use crate::core::sync::MutexExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -71,7 +72,7 @@ impl Waiters {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        unpoisoned(&self.state)
+        self.state.locked()
     }
 
     /// Starts the subscriber tasks with `make` unless they are already running.
@@ -79,14 +80,14 @@ impl Waiters {
         &self,
         make: impl FnOnce() -> Vec<mpsc::UnboundedSender<SubscriberCommand>>,
     ) {
-        let mut running = unpoisoned(&self.subscribers);
+        let mut running = self.subscribers.locked();
         if running.is_empty() || running.iter().all(|tx| tx.is_closed()) {
             *running = make();
         }
     }
 
     fn send(&self, command: impl Fn() -> SubscriberCommand) {
-        let running = unpoisoned(&self.subscribers);
+        let running = self.subscribers.locked();
         for tx in running.iter() {
             // A closed channel means the endpoint is shutting down: nobody is left to wake.
             let _ = tx.send(command());
@@ -222,7 +223,7 @@ impl Waiters {
                     // We hold the lock now: the next waiter waits for our release, or polls when
                     // our lease would run out if we never release (process died).
                     Some(ttl) => {
-                        *unpoisoned(&next.poll_at) = Some(Instant::now() + ttl + jitter());
+                        *next.poll_at.locked() = Some(Instant::now() + ttl + jitter());
                     }
                     // We gave up, perhaps after consuming a release: the next one tries now.
                     None => next.try_now.store(true, Ordering::Release),
@@ -251,14 +252,6 @@ impl Default for Waiters {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Locks `mutex`; a panic while it was held would be a bug in this module, and the value stays
-/// usable.
-fn unpoisoned<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A small random delay so that pollers of different processes do not arrive together.
@@ -311,7 +304,7 @@ impl Registration {
         if self.slot.try_now.swap(false, Ordering::AcqRel) {
             return Wake::TryNow;
         }
-        match unpoisoned(&self.slot.poll_at).take() {
+        match self.slot.poll_at.locked().take() {
             Some(at) => Wake::PollAt(at),
             None => Wake::Nothing,
         }
