@@ -218,12 +218,7 @@ declare namespace Lock {
   export type LockId = string | number | bigint;
 
   /** Where Redis is: what `redis` (or ioredfour's alias `redisConnection`) may be. */
-  export type RedisTarget =
-    | string
-    | RedisConnectionOptions
-    | RedisClientLike
-    | SentinelOptions
-    | Array<string | RedisConnectionOptions>;
+  export type RedisTarget = string | RedisConnectionOptions | RedisClientLike | SentinelOptions | Array<string | RedisConnectionOptions>;
 
   /**
    * Options for `new Lock(options)`: the {@link CommonLockOptions} plus where Redis is, in one of
@@ -372,8 +367,7 @@ declare namespace Lock {
    * 2/3) or like ioredfour (a `duplicate()` method and an `options` object: ioredis, node-redis 4).
    */
   export type RedisClientLike =
-    | { readonly address: string; options?: object }
-    | { duplicate(...args: never[]): unknown; readonly options?: object | undefined };
+    { readonly address: string; options?: object } | { duplicate(...args: never[]): unknown; readonly options?: object | undefined };
 
   /** Node-style callback: `err` is set on failure (then `result` is undefined), else `null`. */
   export type Callback<T> = (err: LockError | InvalidArgumentError | null, result: T) => void;
@@ -810,7 +804,13 @@ declare namespace Lock {
    * emitted when an 'error' listener is attached).
    */
   export class Schedule<T = unknown> {
-    constructor(lock: Lock, name: string | number, schedule: RunSchedule, job: (signal: AbortSignal, info: RunInfo) => T | PromiseLike<T>, options?: ScheduleOptions);
+    constructor(
+      lock: Lock,
+      name: string | number,
+      schedule: RunSchedule,
+      job: (signal: AbortSignal, info: RunInfo) => T | PromiseLike<T>,
+      options?: ScheduleOptions,
+    );
     readonly stopped: boolean;
     /** Stops scheduling; a job under way gets its signal aborted. Resolves once it has settled. */
     stop(): Promise<void>;

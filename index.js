@@ -22,7 +22,6 @@ const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 const DEFAULT_REPLICATION_TIMEOUT_MS = 500; // ioredfour's
 const MAX_BUSY_POLL_MICROS = 10000;
 
-
 function checkId(id) {
   if (typeof id === 'number') {
     if (!Number.isFinite(id)) throw invalidArg(`id must be a finite number or a string, got ${id}`);
@@ -153,9 +152,8 @@ class Lock {
     if (!target.redis) {
       throw invalidArg('Must provide a Redis connection string, options object, or client instance (options.redis)');
     }
-    const namespace = options.namespace === undefined || options.namespace === null || options.namespace === ''
-      ? DEFAULT_NAMESPACE
-      : options.namespace;
+    const namespace =
+      options.namespace === undefined || options.namespace === null || options.namespace === '' ? DEFAULT_NAMESPACE : options.namespace;
     if (typeof namespace !== 'string') throw invalidArg(`options.namespace must be a string, got ${describe(namespace)}`);
     if (namespace.length > MAX_ID_LENGTH) throw invalidArg(`options.namespace is longer than ${MAX_ID_LENGTH} characters`);
 
@@ -332,7 +330,6 @@ class Lock {
   schedule(name, schedule, job, options) {
     return new Schedule(this, name, schedule, job, options);
   }
-
 }
 
 // `await using lock = new Lock(...)` closes the lock at scope end (Node versions that define the symbol).

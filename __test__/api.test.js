@@ -1,16 +1,14 @@
 'use strict';
 // Every method in both calling styles, with the exact result shapes of the redfour contract.
-const { describe, before, after } = require('node:test');
+const { describe } = require('node:test');
 const assert = require('node:assert/strict');
 const { it, uniqueNs, viaCallback, sleep, useRedis } = require('./helpers/common');
 
 let server;
-let Lock;
-const { newLock, locks } = useRedis({
+const { newLock } = useRedis({
   tag: 'api',
-  ready: (s, L) => {
+  ready: (s) => {
     server = s;
-    Lock = L;
   },
 });
 
@@ -222,9 +220,7 @@ describe('concurrency', () => {
   it('only one of many concurrent acquireLock calls wins', async () => {
     const ns = uniqueNs('race');
     const instances = [newLock(ns), newLock(ns), newLock(ns)];
-    const results = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => instances[i % 3].acquireLock('race', 10000)),
-    );
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => instances[i % 3].acquireLock('race', 10000)));
     const winners = results.filter((r) => r.success);
     assert.equal(winners.length, 1);
     for (const r of results.filter((x) => !x.success)) assert.equal(r.index, -1);

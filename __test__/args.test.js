@@ -105,7 +105,9 @@ describe('invalid arguments (promise style)', () => {
   for (const [title, method, args] of cases) {
     it(title, async () => {
       let ret;
-      assert.doesNotThrow(() => { ret = lock[method](...args); }, 'must reject, not throw synchronously');
+      assert.doesNotThrow(() => {
+        ret = lock[method](...args);
+      }, 'must reject, not throw synchronously');
       assert.ok(ret instanceof Promise);
       await rejectsWithCode(ret, 'ERR_INVALID_ARG', TypeError);
     });
@@ -207,9 +209,12 @@ describe('invalid constructor options', () => {
     });
   }
 
-  it('ioredfour\'s cluster seeds are accepted without a redis option (no connection is made yet)', () => {
+  it("ioredfour's cluster seeds are accepted without a redis option (no connection is made yet)", () => {
     for (const cluster of [
-      [{ host: '127.0.0.1', port: 7000 }, { host: '127.0.0.1', port: 7001 }],
+      [
+        { host: '127.0.0.1', port: 7000 },
+        { host: '127.0.0.1', port: 7001 },
+      ],
       ['127.0.0.1:7000', 7001, 'redis://127.0.0.1:7002'],
       { nodes: [{ host: '127.0.0.1', port: 7000 }], options: { redisOptions: { password: 'pw' } } },
       { startupNodes: [{ host: '127.0.0.1', port: 7000 }] },
@@ -220,7 +225,10 @@ describe('invalid constructor options', () => {
   });
 
   it('non-string namespace throws ERR_INVALID_ARG', () => {
-    assert.throws(() => new Lock({ redis: server.url, namespace: 42 }), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG');
+    assert.throws(
+      () => new Lock({ redis: server.url, namespace: 42 }),
+      (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG',
+    );
   });
 
   it('an error message never echoes the password of a bad URL', () => {

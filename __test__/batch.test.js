@@ -26,17 +26,13 @@ describe('batched script calls', () => {
         for (let i = 0; i < 10; i++) {
           const id = `l${loop}-${i}`;
           // Every other loop uses callbacks: both styles go through the same batches.
-          const held = loop % 2
-            ? await viaCallback(lock, 'acquireLock', id, 10000)
-            : await lock.acquireLock(id, 10000);
+          const held = loop % 2 ? await viaCallback(lock, 'acquireLock', id, 10000) : await lock.acquireLock(id, 10000);
           assert.equal(held.success, true, id);
           assert.equal(held.id, id);
           indexes.add(held.index);
           const second = await lock.acquireLock(id, 10000);
           assert.equal(second.success, false, `${id} is held`);
-          const released = loop % 2
-            ? await viaCallback(lock, 'releaseLock', held)
-            : await lock.releaseLock(held);
+          const released = loop % 2 ? await viaCallback(lock, 'releaseLock', held) : await lock.releaseLock(held);
           assert.deepEqual(released, { id, success: true, result: 'released', index: held.index });
           calls += 3;
         }

@@ -29,36 +29,28 @@ const life = (w, recs) => [{ k: 'start', w, t: 0 }, ...recs, { k: 'end', w, t: m
 
 describe('history checker', () => {
   it('accepts a clean handoff and counts its stall', () => {
-    const r = check([
-      life(0, grant(0, 1, 'a', 1, 100, { rel: 200 })),
-      life(1, grant(1, 1, 'a', 2, 205, { op: 'wait', imm: false, callT: 150 })),
-    ], []);
+    const r = check(
+      [life(0, grant(0, 1, 'a', 1, 100, { rel: 200 })), life(1, grant(1, 1, 'a', 2, 205, { op: 'wait', imm: false, callT: 150 }))],
+      [],
+    );
     assert.equal(r.violations, 0, JSON.stringify(r.examples));
     assert.equal(r.grants, 2);
     assert.ok(r.maxStallMs > 0 && r.maxStallMs < 10, String(r.maxStallMs));
   });
 
   it('flags two holders believing at once', () => {
-    const r = check([
-      life(0, grant(0, 1, 'a', 1, 100, { rel: 300 })),
-      life(1, grant(1, 1, 'a', 2, 200)),
-    ], []);
+    const r = check([life(0, grant(0, 1, 'a', 1, 100, { rel: 300 })), life(1, grant(1, 1, 'a', 2, 200))], []);
     assert.equal(r.violationsByKind.overlap, 1);
   });
 
   it('flags a token going backwards, and a token issued twice', () => {
-    const r = check([
-      life(0, [...grant(0, 1, 'a', 5, 100), ...grant(0, 2, 'a', 4, 200), ...grant(0, 3, 'b', 5, 300)]),
-    ], []);
+    const r = check([life(0, [...grant(0, 1, 'a', 5, 100), ...grant(0, 2, 'a', 4, 200), ...grant(0, 3, 'b', 5, 300)])], []);
     assert.equal(r.violationsByKind['token-order'], 1);
     assert.equal(r.violationsByKind['duplicate-token'], 1);
   });
 
   it('explains an overlap by a restart without persistence, not otherwise', () => {
-    const histories = [
-      life(0, grant(0, 1, 'a', 7, 100, { rel: 900 })),
-      life(1, grant(1, 1, 'a', 1, 500)),
-    ];
+    const histories = [life(0, grant(0, 1, 'a', 7, 100, { rel: 900 })), life(1, grant(1, 1, 'a', 1, 500))];
     const lost = check(histories, [{ k: 'fault', name: 'restart-sigkill', t0: ms(300), t1: ms(400), dataLoss: true }]);
     assert.equal(lost.violations, 0);
     assert.equal(lost.limitsByKind['overlap:data-loss'], 1);
@@ -67,25 +59,37 @@ describe('history checker', () => {
     assert.equal(kept.violationsByKind.overlap, 1);
   });
 
-  it('ends a killed holder\'s belief at its death, and measures the takeover', () => {
-    const r = check([
-      life(0, []).slice(0, 1).concat(grant(0, 1, 'a', 1, 100, { rel: null })),
-      life(1, grant(1, 1, 'a', 2, 1103, { op: 'wait', imm: false, callT: 150 })),
-    ], [{ k: 'kill', w: 0, t: ms(300) }]);
+  it("ends a killed holder's belief at its death, and measures the takeover", () => {
+    const r = check(
+      [
+        life(0, [])
+          .slice(0, 1)
+          .concat(grant(0, 1, 'a', 1, 100, { rel: null })),
+        life(1, grant(1, 1, 'a', 2, 1103, { op: 'wait', imm: false, callT: 150 })),
+      ],
+      [{ k: 'kill', w: 0, t: ms(300) }],
+    );
     assert.equal(r.violations, 0, JSON.stringify(r.examples));
     assert.equal(r.takeovers, 1);
     assert.ok(Math.abs(r.maxTakeoverMs - 3) < 0.01, String(r.maxTakeoverMs));
   });
 
   it('flags a stuck call, a late wait, a crashed worker and an immortal key', () => {
-    const r = check([
-      [{ k: 'start', w: 0, t: 0 }, { k: 'call', w: 0, c: 1, op: 'wait', id: 'a', ttl: 1000, wait: 500, t: ms(10) }],
-      life(1, [
-        { k: 'call', w: 1, c: 1, op: 'wait', id: 'b', ttl: 1000, wait: 500, t: ms(10) },
-        { k: 'fail', w: 1, c: 1, id: 'b', why: 'timeout', t: ms(10 + 500 + 7000) },
-        { k: 'call', w: 1, c: 2, op: 'wait', id: 'c', ttl: 1000, wait: 500, t: ms(20) },
-      ]),
-    ], [{ k: 'keys', immortal: 1, overTtl: 0, leftAfterTtl: 0 }], { slackMs: 6000 });
+    const r = check(
+      [
+        [
+          { k: 'start', w: 0, t: 0 },
+          { k: 'call', w: 0, c: 1, op: 'wait', id: 'a', ttl: 1000, wait: 500, t: ms(10) },
+        ],
+        life(1, [
+          { k: 'call', w: 1, c: 1, op: 'wait', id: 'b', ttl: 1000, wait: 500, t: ms(10) },
+          { k: 'fail', w: 1, c: 1, id: 'b', why: 'timeout', t: ms(10 + 500 + 7000) },
+          { k: 'call', w: 1, c: 2, op: 'wait', id: 'c', ttl: 1000, wait: 500, t: ms(20) },
+        ]),
+      ],
+      [{ k: 'keys', immortal: 1, overTtl: 0, leftAfterTtl: 0 }],
+      { slackMs: 6000 },
+    );
     assert.equal(r.violationsByKind.stuck, 2); // worker 0's call (it never ended) and worker 1's
     assert.equal(r.violationsByKind.late, 1);
     assert.equal(r.violationsByKind['worker-crash'], 1);
@@ -93,10 +97,13 @@ describe('history checker', () => {
   });
 
   it('a grant learnt of only after its lease ended (a stalled process) is never believed, so never overlaps', () => {
-    const r = check([
-      life(0, grant(0, 1, 'a', 2, 1500, { rel: 1600 })),
-      life(1, grant(1, 1, 'a', 1, 1501, { until: 1100, rel: 1502, callT: 100 })), // acquireLock sent at 100, ttl 1000
-    ], []);
+    const r = check(
+      [
+        life(0, grant(0, 1, 'a', 2, 1500, { rel: 1600 })),
+        life(1, grant(1, 1, 'a', 1, 1501, { until: 1100, rel: 1502, callT: 100 })), // acquireLock sent at 100, ttl 1000
+      ],
+      [],
+    );
     assert.equal(r.violations, 0, JSON.stringify(r.examples));
   });
 
@@ -166,10 +173,11 @@ describe('history checker against Redis truth', () => {
     // waitAcquireLock granted in Redis at 0.5 (TTL 500) but learnt of at 600, told ttl 500:
     // claiming 600 + 500 although Redis keeps the key to 500.6. The library computes the ttl at
     // delivery, so only a freeze of the holder's own loop (the lag record) excuses it.
-    const waited = (lagged, ttl) => life(0, [
-      ...(lagged ? [{ k: 'lag', w: 0, ms: 550, t: ms(590) }] : []),
-      ...grant(0, 1, 'a', 1, 600, { op: 'wait', imm: false, callT: 0, ttl: 500, until: 600 + ttl, rel: 650 }),
-    ]);
+    const waited = (lagged, ttl) =>
+      life(0, [
+        ...(lagged ? [{ k: 'lag', w: 0, ms: 550, t: ms(590) }] : []),
+        ...grant(0, 1, 'a', 1, 600, { op: 'wait', imm: false, callT: 0, ttl: 500, until: 600 + ttl, rel: 650 }),
+      ]);
     const frozen = check([waited(true, 500), second], [], opts, truth);
     assert.equal(frozen.violations, 0, JSON.stringify(frozen.examples));
     assert.equal(frozen.limitsByKind['overstated-lease:client-pause'], 1);
@@ -183,7 +191,12 @@ describe('history checker against Redis truth', () => {
 
   it('a belief reaching into a MONITOR gap is excused only by data loss', () => {
     // Redis went away at 100 (MONITOR's last line) and came back empty at 400.
-    const gapTruth = [hset(0.5, 'a', 1), pexpire(0.6, 'a', 1000), { k: 'gap', t0: ms(100), t1: ms(400) }, { k: 'snap', t: ms(401), keys: [] }];
+    const gapTruth = [
+      hset(0.5, 'a', 1),
+      pexpire(0.6, 'a', 1000),
+      { k: 'gap', t0: ms(100), t1: ms(400) },
+      { k: 'snap', t: ms(401), keys: [] },
+    ];
     const h = life(0, grant(0, 1, 'a', 1, 1, { callT: 0, ttl: 1000, until: 1000, rel: 300 }));
     const lossy = check([h], [{ k: 'fault', name: 'restart-sigkill', t0: ms(100), t1: ms(400), dataLoss: true }], opts, gapTruth);
     assert.equal(lossy.violations, 0, JSON.stringify(lossy.examples));
@@ -202,42 +215,60 @@ describe('history checker against Redis truth', () => {
     assert.equal(cmd.source, 'lua');
     assert.deepEqual(cmd.args, ['HSET', 'ns:a b"c', 'index', '5', 'attempt', 'u']);
     assert.deepEqual(recordsFor(cmd, 7, 'ns:'), [{ k: 'hset', t: 7, key: 'ns:a b"c', idx: 5 }]);
-    assert.deepEqual(recordsFor(parseMonitorLine('1700000000.000001 [0 127.0.0.1:5] "DEL" "ns:x" "other"'), 8, 'ns:'), [{ k: 'del', t: 8, key: 'ns:x' }]);
-    assert.deepEqual(recordsFor(parseMonitorLine('1700000000.000001 [0 lua] "PEXPIRE" "ns:x" "250"'), 9, 'ns:'), [{ k: 'pexpire', t: 9, key: 'ns:x', ms: 250 }]);
+    assert.deepEqual(recordsFor(parseMonitorLine('1700000000.000001 [0 127.0.0.1:5] "DEL" "ns:x" "other"'), 8, 'ns:'), [
+      { k: 'del', t: 8, key: 'ns:x' },
+    ]);
+    assert.deepEqual(recordsFor(parseMonitorLine('1700000000.000001 [0 lua] "PEXPIRE" "ns:x" "250"'), 9, 'ns:'), [
+      { k: 'pexpire', t: 9, key: 'ns:x', ms: 250 },
+    ]);
     const { intervals } = buildTruth([hset(1, 'x', 3), pexpire(1, 'x', 250), pexpire(200, 'x', 250), hset(800, 'x', 4), del(900, 'x')]);
-    assert.deepEqual(intervals.get('ns:x').map((iv) => [iv.idx, iv.start / 1000, iv.end / 1000, iv.endBy]), [[3, 1, 450, 'expire'], [4, 800, 900, 'del']]);
+    assert.deepEqual(
+      intervals.get('ns:x').map((iv) => [iv.idx, iv.start / 1000, iv.end / 1000, iv.endBy]),
+      [
+        [3, 1, 450, 'expire'],
+        [4, 800, 900, 'del'],
+      ],
+    );
   });
 });
 
 describe('chaos run --quick', () => {
-  it('holder SIGKILL, CLIENT KILL TYPE pubsub and subscriber resets after hand-offs under load: zero violations', { timeout: 120000 }, async () => {
-    const script = path.join(__dirname, '..', 'chaos', 'run.js');
-    const env = { ...process.env };
-    delete env.NODE_TEST_CONTEXT;
-    const child = spawn(process.execPath, [script, '--quick'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
-    child.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
-    const code = await new Promise((resolve) => child.once('exit', resolve));
-    const line = out.trim().split('\n').pop();
-    let report;
-    try {
-      report = JSON.parse(line);
-    } catch {
-      assert.fail(`no JSON report (exit ${code}):\n${err}\n${out}`);
-    }
-    assert.equal(report.rows.length, 3);
-    for (const row of report.rows) {
-      assert.equal(row.violations, 0, `${row.scenario}: ${JSON.stringify(row.examples, null, 1)}\n${err}`);
-      assert.ok(row.grants > 50, `${row.scenario}: only ${row.grants} grants`);
-      assert.ok(row.faults > 0, `${row.scenario}: no fault injected`);
-      assert.deepEqual(row.hungWorkers, []);
-      // Every grant was checked against what Redis did (MONITOR), not only the library's word.
-      assert.ok(row.truth && row.truth.checkedBeliefs === row.grants, `${row.scenario}: ${JSON.stringify(row.truth)}`);
-    }
-    const kill = report.rows.find((r) => r.scenario === 'holder-sigkill');
-    assert.ok(kill.killedWorkers > 0);
-    assert.equal(code, 0, err);
-  });
+  it(
+    'holder SIGKILL, CLIENT KILL TYPE pubsub and subscriber resets after hand-offs under load: zero violations',
+    { timeout: 120000 },
+    async () => {
+      const script = path.join(__dirname, '..', 'chaos', 'run.js');
+      const env = { ...process.env };
+      delete env.NODE_TEST_CONTEXT;
+      const child = spawn(process.execPath, [script, '--quick'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8').on('data', (d) => {
+        out += d;
+      });
+      child.stderr.setEncoding('utf8').on('data', (d) => {
+        err += d;
+      });
+      const code = await new Promise((resolve) => child.once('exit', resolve));
+      const line = out.trim().split('\n').pop();
+      let report;
+      try {
+        report = JSON.parse(line);
+      } catch {
+        assert.fail(`no JSON report (exit ${code}):\n${err}\n${out}`);
+      }
+      assert.equal(report.rows.length, 3);
+      for (const row of report.rows) {
+        assert.equal(row.violations, 0, `${row.scenario}: ${JSON.stringify(row.examples, null, 1)}\n${err}`);
+        assert.ok(row.grants > 50, `${row.scenario}: only ${row.grants} grants`);
+        assert.ok(row.faults > 0, `${row.scenario}: no fault injected`);
+        assert.deepEqual(row.hungWorkers, []);
+        // Every grant was checked against what Redis did (MONITOR), not only the library's word.
+        assert.ok(row.truth && row.truth.checkedBeliefs === row.grants, `${row.scenario}: ${JSON.stringify(row.truth)}`);
+      }
+      const kill = report.rows.find((r) => r.scenario === 'holder-sigkill');
+      assert.ok(kill.killedWorkers > 0);
+      assert.equal(code, 0, err);
+    },
+  );
 });

@@ -1,6 +1,6 @@
 'use strict';
 // The `redfour-native run` CLI: exit codes, --wait/--no-wait, signal forwarding, lost leases.
-const { describe, it, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const path = require('node:path');
@@ -10,19 +10,21 @@ const { parseDuration, parseRunArgs } = require('../lib/cli');
 
 const BIN = path.join(ROOT, 'bin', 'redfour-native.js');
 let server;
-let Lock;
 const procs = [];
-const { newLock, locks } = useRedis({
+const { newLock } = useRedis({
   cleanup: async () => {
     for (const p of procs) {
       if (p.exitCode === null && p.signalCode === null) {
-        try { p.kill('SIGKILL'); } catch { /* gone */ }
+        try {
+          p.kill('SIGKILL');
+        } catch {
+          /* gone */
+        }
       }
     }
   },
-  ready: (s, L) => {
+  ready: (s) => {
     server = s;
-    Lock = L;
   },
 });
 
@@ -35,22 +37,33 @@ function cli(args, { env = {} } = {}) {
   procs.push(proc);
   proc.stdoutText = '';
   proc.stderrText = '';
-  proc.stdout.setEncoding('utf8').on('data', (d) => { proc.stdoutText += d; });
-  proc.stderr.setEncoding('utf8').on('data', (d) => { proc.stderrText += d; });
+  proc.stdout.setEncoding('utf8').on('data', (d) => {
+    proc.stdoutText += d;
+  });
+  proc.stderr.setEncoding('utf8').on('data', (d) => {
+    proc.stderrText += d;
+  });
   proc.done = new Promise((resolve) => {
-    proc.once('close', (code, signal) => resolve({ code, signal, stdout: proc.stdoutText, stderr: proc.stderrText, ms: Date.now() - started }));
+    proc.once('close', (code, signal) =>
+      resolve({ code, signal, stdout: proc.stdoutText, stderr: proc.stderrText, ms: Date.now() - started }),
+    );
   });
   /** Resolves once stdout contains `text`. */
-  proc.stdoutHas = (text, ms = 10000) => within(new Promise((resolve) => {
-    const check = () => {
-      if (proc.stdoutText.includes(text)) {
-        proc.stdout.off('data', check);
-        resolve();
-      }
-    };
-    proc.stdout.on('data', check);
-    check();
-  }), ms, `CLI stdout containing ${JSON.stringify(text)} (stdout: ${proc.stdoutText}, stderr: ${proc.stderrText})`);
+  proc.stdoutHas = (text, ms = 10000) =>
+    within(
+      new Promise((resolve) => {
+        const check = () => {
+          if (proc.stdoutText.includes(text)) {
+            proc.stdout.off('data', check);
+            resolve();
+          }
+        };
+        proc.stdout.on('data', check);
+        check();
+      }),
+      ms,
+      `CLI stdout containing ${JSON.stringify(text)} (stdout: ${proc.stdoutText}, stderr: ${proc.stderrText})`,
+    );
   return proc;
 }
 
@@ -62,11 +75,20 @@ const nodeCmd = (script) => ['--', process.execPath, '-e', script];
 describe('redfour-native run: exit codes', () => {
   it('runs the command under the lock and exits 0; the lock is released afterwards', async () => {
     const ns = uniqueNs('ok');
-    const r = await run(['run', '--id', 'job', '--ttl', '10s', '--namespace', ns, ...nodeCmd(`
+    const r = await run([
+      'run',
+      '--id',
+      'job',
+      '--ttl',
+      '10s',
+      '--namespace',
+      ns,
+      ...nodeCmd(`
       const Redis = require(${JSON.stringify(require.resolve('ioredis'))});
       const r = new Redis(process.env.REDIS_URL);
       r.hget(${JSON.stringify(`${ns}:job`)}, 'index').then((i) => { console.log('held index', i); r.disconnect(); });
-    `)]);
+    `),
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /held index \d+/, 'the command ran while the lock was held');
     assert.equal(r.stderr, '');
@@ -136,10 +158,17 @@ describe('redfour-native run: exit codes', () => {
 
 describe('redfour-native run: signals and lost leases', () => {
   it('forwards SIGTERM to the command and exits with its code', async () => {
-    const proc = cli(['run', '--id', 's', '--namespace', uniqueNs('sig'), ...nodeCmd(`
+    const proc = cli([
+      'run',
+      '--id',
+      's',
+      '--namespace',
+      uniqueNs('sig'),
+      ...nodeCmd(`
       process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.exit(42); });
       console.log('ready'); setInterval(() => {}, 1000);
-    `)]);
+    `),
+    ]);
     await proc.stdoutHas('ready');
     proc.kill('SIGTERM');
     const r = await within(proc.done, 5000, 'CLI after SIGTERM');
@@ -156,11 +185,21 @@ describe('redfour-native run: signals and lost leases', () => {
     assert.equal(r.code, 143, r.stderr);
     assert.equal(await server.command('EXISTS', `${ns}:s`), 0, 'released after the command died');
 
-    for (const [signal, code] of [['SIGINT', 130], ['SIGHUP', 129]]) {
-      const p = cli(['run', '--id', 's', '--namespace', ns, ...nodeCmd(`
+    for (const [signal, code] of [
+      ['SIGINT', 130],
+      ['SIGHUP', 129],
+    ]) {
+      const p = cli([
+        'run',
+        '--id',
+        's',
+        '--namespace',
+        ns,
+        ...nodeCmd(`
         process.on(${JSON.stringify(signal)}, () => { console.log('child got ${signal}'); process.exit(${code - 100}); });
         console.log('ready'); setInterval(() => {}, 1000);
-      `)]);
+      `),
+      ]);
       await p.stdoutHas('ready');
       p.kill(signal);
       const out = await within(p.done, 5000, `CLI after ${signal}`);
@@ -185,10 +224,19 @@ describe('redfour-native run: signals and lost leases', () => {
 
   it('when the lease is lost the command gets SIGTERM and the CLI exits 70', async () => {
     const ns = uniqueNs('lost');
-    const proc = cli(['run', '--id', 'l', '--ttl', '600ms', '--namespace', ns, ...nodeCmd(`
+    const proc = cli([
+      'run',
+      '--id',
+      'l',
+      '--ttl',
+      '600ms',
+      '--namespace',
+      ns,
+      ...nodeCmd(`
       process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.exit(0); });
       console.log('ready'); setInterval(() => {}, 1000);
-    `)]);
+    `),
+    ]);
     await proc.stdoutHas('ready');
     await server.command('DEL', `${ns}:l`);
     const r = await within(proc.done, 5000, 'CLI after the key was deleted');
@@ -199,7 +247,16 @@ describe('redfour-native run: signals and lost leases', () => {
 
   it('keeps the lock across many TTLs while the command runs (renewed from the CLI)', async () => {
     const ns = uniqueNs('renew');
-    const proc = cli(['run', '--id', 'r', '--ttl', '300ms', '--namespace', ns, ...nodeCmd("console.log('ready'); setTimeout(() => console.log('finished'), 1500);")]);
+    const proc = cli([
+      'run',
+      '--id',
+      'r',
+      '--ttl',
+      '300ms',
+      '--namespace',
+      ns,
+      ...nodeCmd("console.log('ready'); setTimeout(() => console.log('finished'), 1500);"),
+    ]);
     await proc.stdoutHas('ready');
     const other = newLock(ns);
     for (let i = 0; i < 5; i++) {

@@ -25,7 +25,11 @@ before(async () => {
 after(async () => {
   await Promise.allSettled(locks.map((l) => l.close()));
   for (const c of userClients) {
-    try { await c(); } catch { /* best effort */ }
+    try {
+      await c();
+    } catch {
+      /* best effort */
+    }
   }
   if (open) await open.cleanup();
   if (secured) await secured.cleanup();
@@ -134,18 +138,23 @@ describe('password-protected server (--requirepass)', () => {
   it('a wrong password and the right one on the same host:port are never mixed up (either order)', async () => {
     for (const order of ['wrong-first', 'right-first']) {
       const make = (pw) => {
-        const l = new Lock({ redis: `redis://:${encodeURIComponent(pw)}@127.0.0.1:${secured.port}`, namespace: uniqueNs(`mix-${order}`), connectTimeout: 1000 });
+        const l = new Lock({
+          redis: `redis://:${encodeURIComponent(pw)}@127.0.0.1:${secured.port}`,
+          namespace: uniqueNs(`mix-${order}`),
+          connectTimeout: 1000,
+        });
         locks.push(l);
         return l;
       };
-      const [wrong, right] = order === 'wrong-first'
-        ? [make('not-the-password'), make(PASSWORD)]
-        : [null, make(PASSWORD)];
+      const [wrong, right] = order === 'wrong-first' ? [make('not-the-password'), make(PASSWORD)] : [null, make(PASSWORD)];
       const rightResult = await right.acquireLock('m', 5000);
       assert.equal(rightResult.success, true);
       const wrongLock = wrong || make('not-the-password');
-      await assert.rejects(wrongLock.acquireLock('m2', 5000), (e) => e.code === 'ERR_REDIS',
-        `${order}: a Lock with a wrong password must not ride on an authenticated connection`);
+      await assert.rejects(
+        wrongLock.acquireLock('m2', 5000),
+        (e) => e.code === 'ERR_REDIS',
+        `${order}: a Lock with a wrong password must not ride on an authenticated connection`,
+      );
       assert.equal(await secured.command('EXISTS', `${wrongLock.namespace}:m2`), 0);
       await right.releaseLock(rightResult);
     }
@@ -166,7 +175,7 @@ describe('password-protected server (--requirepass)', () => {
     assert.equal((await within(pending, 5000, 'waiter in db 3')).success, true);
   });
 
-  it('node-redis 2.x client (redfour\'s own, detected by .address) with password', async () => {
+  it("node-redis 2.x client (redfour's own, detected by .address) with password", async () => {
     let legacy;
     try {
       legacy = require('redfour/node_modules/redis');
@@ -176,7 +185,10 @@ describe('password-protected server (--requirepass)', () => {
     const client = legacy.createClient({ host: '127.0.0.1', port: secured.port, password: PASSWORD });
     client.on('error', () => {});
     userClients.push(() => client.quit());
-    await new Promise((resolve, reject) => { client.once('ready', resolve); setTimeout(() => reject(new Error('legacy client not ready')), 5000); });
+    await new Promise((resolve, reject) => {
+      client.once('ready', resolve);
+      setTimeout(() => reject(new Error('legacy client not ready')), 5000);
+    });
     assert.equal(typeof client.address, 'string');
     const lock = new Lock({ redis: client, namespace: uniqueNs('nr2pw') });
     locks.push(lock);

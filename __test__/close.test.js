@@ -1,13 +1,13 @@
 'use strict';
 // close(): idempotent, fails pending waits and later calls with ERR_CLOSED, leaves other Lock
 // instances on the same server working; quit() and Symbol.asyncDispose are aliases.
-const { describe, before, after } = require('node:test');
+const { describe } = require('node:test');
 const assert = require('node:assert/strict');
 const { it, uniqueNs, viaCallback, rejectsWithCode, within, sleep, useRedis } = require('./helpers/common');
 
 let server;
 let Lock;
-const { newLock, locks } = useRedis({
+const { newLock } = useRedis({
   tag: 'close',
   ready: (s, L) => {
     server = s;
@@ -96,11 +96,15 @@ describe('close()', () => {
     await assertAllClosed(lock);
   });
 
-  it('Symbol.asyncDispose closes the Lock (when the symbol exists)', { skip: typeof Symbol.asyncDispose !== 'symbol' && 'no Symbol.asyncDispose on this Node' }, async () => {
-    const lock = newLock();
-    assert.equal(typeof lock[Symbol.asyncDispose], 'function');
-    await lock.acquireLock('d', 1000);
-    await lock[Symbol.asyncDispose]();
-    await assertAllClosed(lock);
-  });
+  it(
+    'Symbol.asyncDispose closes the Lock (when the symbol exists)',
+    { skip: typeof Symbol.asyncDispose !== 'symbol' && 'no Symbol.asyncDispose on this Node' },
+    async () => {
+      const lock = newLock();
+      assert.equal(typeof lock[Symbol.asyncDispose], 'function');
+      await lock.acquireLock('d', 1000);
+      await lock[Symbol.asyncDispose]();
+      await assertAllClosed(lock);
+    },
+  );
 });

@@ -65,7 +65,14 @@ function record(names = Object.keys(Lock.channels)) {
         };
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error(`no ${what} within ${ms} ms; seen: ${util.inspect(seen.map(([n, m]) => [n, m]), { depth: 1 })}`));
+          reject(
+            new Error(
+              `no ${what} within ${ms} ms; seen: ${util.inspect(
+                seen.map(([n, m]) => [n, m]),
+                { depth: 1 },
+              )}`,
+            ),
+          );
         }, ms);
         waiters.add(check);
         check();
@@ -125,7 +132,10 @@ describe('acquire, wait and release messages', () => {
       setTimeout(() => controller.abort(), 50);
       await rejectsWithCode(aborted, 'ERR_ABORTED');
       const ends = rec.of('waitEnd', (m) => m.namespace === ns);
-      assert.deepEqual(ends.map((m) => m.outcome), ['acquired', 'timed-out', 'aborted']);
+      assert.deepEqual(
+        ends.map((m) => m.outcome),
+        ['acquired', 'timed-out', 'aborted'],
+      );
       assert.equal(ends[1].index, -1);
       assert.equal(ends[2].code, 'ERR_ABORTED');
       assert.equal(ends[2].error.code, 'ERR_ABORTED');
@@ -150,25 +160,34 @@ describe('acquire, wait and release messages', () => {
       const starts = rec.of('acquireStart', (m) => m.namespace === ns);
       const ends = rec.of('acquireEnd', (m) => m.namespace === ns);
       assert.equal(starts.length, 2);
-      assert.deepEqual(ends.map((m) => [m.operation, m.id, m.ttl, m.outcome, m.index]), [
-        ['acquireLock', 7, 5_000, 'acquired', got.index],
-        ['acquireLock', 7, 5_000, 'not-acquired', -1],
-      ]);
+      assert.deepEqual(
+        ends.map((m) => [m.operation, m.id, m.ttl, m.outcome, m.index]),
+        [
+          ['acquireLock', 7, 5_000, 'acquired', got.index],
+          ['acquireLock', 7, 5_000, 'not-acquired', -1],
+        ],
+      );
       assert.ok(ends.every((m) => m.durationMs > 0));
       const releases = rec.of('release', (m) => m.namespace === ns);
-      assert.deepEqual(releases.map((m) => [m.id, m.index, m.result, m.success]), [
-        [7, got.index, released.result, true],
-        [7, got.index, 'expired', true],
-      ]);
+      assert.deepEqual(
+        releases.map((m) => [m.id, m.index, m.result, m.success]),
+        [
+          [7, got.index, released.result, true],
+          [7, got.index, 'expired', true],
+        ],
+      );
 
       const value = await lock.using('u', 5_000, async (signal, held) => held.index, { waitMs: 1_000 });
       const held = await lock.acquire('a', 5_000);
       await held.release();
       const waits = rec.of('waitEnd', (m) => m.namespace === ns);
-      assert.deepEqual(waits.map((m) => [m.operation, m.outcome, m.immediate, m.waitTtl]), [
-        ['using', 'acquired', true, 1_000],
-        ['acquire', 'acquired', true, 0],
-      ]);
+      assert.deepEqual(
+        waits.map((m) => [m.operation, m.outcome, m.immediate, m.waitTtl]),
+        [
+          ['using', 'acquired', true, 1_000],
+          ['acquire', 'acquired', true, 0],
+        ],
+      );
       assert.equal(waits[0].index, value);
       assert.equal(waits[1].index, held.index);
       // HeldLock#release goes through releaseLock.
@@ -236,15 +255,23 @@ describe('connection messages', () => {
       await lock.releaseLock(first);
       await rec.wait((n, m) => n === 'connected' && m.endpoint === endpoint && m.connection === 'subscriber', 5000, 'subscriber connected');
       const opened = rec.of('connected', (m) => m.endpoint === endpoint);
-      assert.deepEqual(
-        opened.map((m) => [m.connection, m.reconnect]).sort(),
-        [['commands', false], ['subscriber', false]],
-      );
+      assert.deepEqual(opened.map((m) => [m.connection, m.reconnect]).sort(), [
+        ['commands', false],
+        ['subscriber', false],
+      ]);
 
       proxy.cut('subscriber');
-      const lost = await rec.wait((n, m) => n === 'connectionLost' && m.endpoint === endpoint && m.connection === 'subscriber', 10000, 'subscriber lost');
+      const lost = await rec.wait(
+        (n, m) => n === 'connectionLost' && m.endpoint === endpoint && m.connection === 'subscriber',
+        10000,
+        'subscriber lost',
+      );
       assert.equal(typeof lost.reason, 'string');
-      const back = await rec.wait((n, m) => n === 'connected' && m.endpoint === endpoint && m.connection === 'subscriber' && m.reconnect, 10000, 'subscriber reconnected');
+      const back = await rec.wait(
+        (n, m) => n === 'connected' && m.endpoint === endpoint && m.connection === 'subscriber' && m.reconnect,
+        10000,
+        'subscriber reconnected',
+      );
       assert.deepEqual({ ...back }, { endpoint, connection: 'subscriber', reconnect: true });
 
       // The command connection: cut, the next call fails or is retried, a later one works.
@@ -255,7 +282,11 @@ describe('connection messages', () => {
         await sleep(50);
       }
       await rec.wait((n, m) => n === 'connectionLost' && m.endpoint === endpoint && m.connection === 'commands', 5000, 'commands lost');
-      await rec.wait((n, m) => n === 'connected' && m.endpoint === endpoint && m.connection === 'commands' && m.reconnect, 5000, 'commands reconnected');
+      await rec.wait(
+        (n, m) => n === 'connected' && m.endpoint === endpoint && m.connection === 'commands' && m.reconnect,
+        5000,
+        'commands reconnected',
+      );
     } finally {
       rec.stop();
     }
@@ -334,7 +365,16 @@ describe('no secrets', () => {
       await rec.wait((n, m) => n === 'connectFailed' && m.endpoint === `127.0.0.1:${guarded.port}`, 5000, 'failed AUTH');
 
       const names = new Set(rec.seen.map(([n]) => n));
-      for (const name of ['acquireEnd', 'waitEnd', 'release', 'leaseRenewed', 'leaseLost', 'connected', 'connectionLost', 'connectFailed']) {
+      for (const name of [
+        'acquireEnd',
+        'waitEnd',
+        'release',
+        'leaseRenewed',
+        'leaseLost',
+        'connected',
+        'connectionLost',
+        'connectFailed',
+      ]) {
         assert.ok(names.has(name), `saw ${name}`);
       }
       const text = util.inspect(rec.seen, { depth: 6, showHidden: true });

@@ -26,7 +26,11 @@ before(async () => {
 
 after(async () => {
   for (const fn of cleanups.reverse()) {
-    try { await fn(); } catch { /* best effort */ }
+    try {
+      await fn();
+    } catch {
+      /* best effort */
+    }
   }
   if (server) await server.cleanup();
 });
@@ -65,7 +69,7 @@ function ioredfour(namespace) {
 }
 
 describe('any index is an answer, as in redfour', () => {
-  it('releasing under an index that is not the lock\'s answers exactly as redfour@1.0.5 does, lock held or gone', async () => {
+  it("releasing under an index that is not the lock's answers exactly as redfour@1.0.5 does, lock held or gone", async () => {
     const ns = uniqueNs('idx');
     const me = ours(ns);
     const rf = redfour(ns);
@@ -100,14 +104,14 @@ describe('any index is an answer, as in redfour', () => {
     const whileHeld = await me.releaseLock(failed);
     assert.deepEqual(whileHeld, { id: 'f', success: false, result: 'conflict', index: held.index });
     assert.deepEqual(await rf.releaseLock(failed), whileHeld);
-    assert.equal(await server.command('EXISTS', `${ns}:f`), 1, 'the holder\'s lock must survive');
+    assert.equal(await server.command('EXISTS', `${ns}:f`), 1, "the holder's lock must survive");
     await me.releaseLock(held);
     const whenFree = await viaCallback(me, 'releaseLock', failed);
     assert.deepEqual(whenFree, { id: 'f', success: true, result: 'expired', index: 'expired' });
     assert.deepEqual(await rf.releaseLock(failed), whenFree);
   });
 
-  it('a numeric-string index (redfour\'s index.d.ts types it as a string) renews, extends and releases like the number', async () => {
+  it("a numeric-string index (redfour's index.d.ts types it as a string) renews, extends and releases like the number", async () => {
     const me = ours();
     const held = await me.acquireLock('s', 5000);
     const text = String(held.index);
@@ -162,15 +166,14 @@ describe('any index is an answer, as in redfour', () => {
   });
 });
 
-describe('waits timed as the peers\' suites time them', () => {
+describe("waits timed as the peers' suites time them", () => {
   it('a wait for a lock that stays held ends after its 1.5 s with success:false, not an error (both styles)', async () => {
     const lock = ours();
     const held = await lock.acquireLock('w', 60000);
     for (const style of ['promise', 'callback']) {
       const started = Date.now();
-      const r = style === 'promise'
-        ? await lock.waitAcquireLock('w', 60000, 1500)
-        : await viaCallback(lock, 'waitAcquireLock', 'w', 60000, 1500);
+      const r =
+        style === 'promise' ? await lock.waitAcquireLock('w', 60000, 1500) : await viaCallback(lock, 'waitAcquireLock', 'w', 60000, 1500);
       const elapsed = Date.now() - started;
       assert.equal(r.success, false, style);
       assert.equal(r.index, -1);
@@ -186,7 +189,9 @@ describe('waits timed as the peers\' suites time them', () => {
     assert.equal(first.success, true);
     assert.equal(first.immediate, true);
     const started = Date.now();
-    setTimeout(() => { lock.releaseLock(first).catch(() => {}); }, 1500);
+    setTimeout(() => {
+      lock.releaseLock(first).catch(() => {});
+    }, 1500);
     const second = await lock.waitAcquireLock('r', 6000, 3000);
     const elapsed = Date.now() - started;
     assert.equal(second.success, true);
@@ -222,13 +227,15 @@ describe('waits timed as the peers\' suites time them', () => {
   });
 });
 
-describe('existing clients and ioredfour\'s redisConnection', () => {
+describe("existing clients and ioredfour's redisConnection", () => {
   /** Acquire; a waiter (same Lock) is served by a release 300 ms later; release. */
   async function serves(lock) {
     const held = await lock.acquireLock('k', 60000);
     assert.equal(held.success, true);
     assert.equal(await server.command('HGET', `${lock.namespace}:k`, 'index'), String(held.index));
-    setTimeout(() => { lock.releaseLock(held).catch(() => {}); }, 300);
+    setTimeout(() => {
+      lock.releaseLock(held).catch(() => {});
+    }, 300);
     const started = Date.now();
     const got = await within(lock.waitAcquireLock('k', 6000, 3000), 5000, 'waiter');
     assert.equal(got.success, true);
@@ -243,7 +250,7 @@ describe('existing clients and ioredfour\'s redisConnection', () => {
     await client.connect();
     cleanups.push(() => client.disconnect());
     await serves(ours(undefined, { redis: client }));
-    assert.equal(await client.ping(), 'PONG', 'the caller\'s client is left alone');
+    assert.equal(await client.ping(), 'PONG', "the caller's client is left alone");
   });
 
   it('an ioredis client', async () => {
@@ -253,7 +260,7 @@ describe('existing clients and ioredfour\'s redisConnection', () => {
     await serves(ours(undefined, { redis: client }));
   });
 
-  it('a node-redis 2 client (redfour\'s own, recognised by .address)', async () => {
+  it("a node-redis 2 client (redfour's own, recognised by .address)", async () => {
     const legacy = require('redfour/node_modules/redis');
     const client = legacy.createClient(server.url);
     client.on('error', () => {});
@@ -263,7 +270,7 @@ describe('existing clients and ioredfour\'s redisConnection', () => {
     await serves(ours(undefined, { redis: client }));
   });
 
-  it('ioredfour\'s redisConnection alias (a client or a URL), which wins over redis as in ioredfour', async () => {
+  it("ioredfour's redisConnection alias (a client or a URL), which wins over redis as in ioredfour", async () => {
     const client = new IORedis(server.url, { lazyConnect: true });
     client.on('error', () => {});
     cleanups.push(() => client.disconnect());
@@ -286,9 +293,10 @@ describe('constructor without Redis', () => {
     ['redis: empty string', { redis: '' }],
   ]) {
     it(`${title}: throws a TypeError (ERR_INVALID_ARG) matching /must provide a redis/i`, () => {
-      assert.throws(() => new Lock(options), (err) => err instanceof TypeError
-        && err.code === 'ERR_INVALID_ARG'
-        && /must provide a redis/i.test(err.message));
+      assert.throws(
+        () => new Lock(options),
+        (err) => err instanceof TypeError && err.code === 'ERR_INVALID_ARG' && /must provide a redis/i.test(err.message),
+      );
     });
   }
 });
@@ -320,7 +328,12 @@ describe('errors name the endpoint', () => {
 
   it('quorum mode: ERR_NO_QUORUM lists the nodes', async () => {
     const ports = [await freePort(), await freePort(), await freePort()];
-    const lock = new Lock({ redis: ports.map((p) => `redis://:pw@127.0.0.1:${p}`), namespace: uniqueNs('q'), connectTimeout: 300, commandTimeout: 300 });
+    const lock = new Lock({
+      redis: ports.map((p) => `redis://:pw@127.0.0.1:${p}`),
+      namespace: uniqueNs('q'),
+      connectTimeout: 300,
+      commandTimeout: 300,
+    });
     cleanups.push(() => lock.close());
     const err = await rejectsWithCode(lock.acquireLock('x', 1000), 'ERR_NO_QUORUM');
     for (const p of ports) assert.ok(err.message.includes(`127.0.0.1:${p}`), err.message);
@@ -328,27 +341,36 @@ describe('errors name the endpoint', () => {
 });
 
 describe('a wait that never times out, through an outage that does not end', () => {
-  it('fails with ERR_REDIS about 30 s after its attempts started failing (the holder\'s TTL + 30 s), not before, never hangs', { timeout: 90000 }, async () => {
-    const own = await startRedis();
-    cleanups.push(() => own.cleanup());
-    const options = { redis: own.url, namespace: uniqueNs('forever'), connectTimeout: 500, commandTimeout: 500 };
-    const holder = new Lock(options);
-    const waiter = new Lock(options);
-    cleanups.push(() => holder.close(), () => waiter.close());
-    const held = await holder.acquireLock('f', 1000);
-    assert.equal(held.success, true);
-    let settledAt = 0;
-    const pending = waiter.waitAcquireLock('f', 1000, 0).finally(() => { settledAt = Date.now(); });
-    pending.catch(() => {});
-    await sleep(200);
-    const killedAt = Date.now();
-    await own.kill();
-    // The holder's lease would have ended 1 s in: the first failed attempt is then, the last ~30 s later.
-    const err = await within(rejectsWithCode(pending, 'ERR_REDIS'), 60000, 'the unbounded wait');
-    const after = (settledAt - killedAt) / 1000;
-    assert.ok(after >= 29 && after < 40, `failed ${after.toFixed(1)} s after Redis went away; expected about 31 s`);
-    assert.ok(err.message.includes(`127.0.0.1:${own.port}`), err.message);
-  });
+  it(
+    "fails with ERR_REDIS about 30 s after its attempts started failing (the holder's TTL + 30 s), not before, never hangs",
+    { timeout: 90000 },
+    async () => {
+      const own = await startRedis();
+      cleanups.push(() => own.cleanup());
+      const options = { redis: own.url, namespace: uniqueNs('forever'), connectTimeout: 500, commandTimeout: 500 };
+      const holder = new Lock(options);
+      const waiter = new Lock(options);
+      cleanups.push(
+        () => holder.close(),
+        () => waiter.close(),
+      );
+      const held = await holder.acquireLock('f', 1000);
+      assert.equal(held.success, true);
+      let settledAt = 0;
+      const pending = waiter.waitAcquireLock('f', 1000, 0).finally(() => {
+        settledAt = Date.now();
+      });
+      pending.catch(() => {});
+      await sleep(200);
+      const killedAt = Date.now();
+      await own.kill();
+      // The holder's lease would have ended 1 s in: the first failed attempt is then, the last ~30 s later.
+      const err = await within(rejectsWithCode(pending, 'ERR_REDIS'), 60000, 'the unbounded wait');
+      const after = (settledAt - killedAt) / 1000;
+      assert.ok(after >= 29 && after < 40, `failed ${after.toFixed(1)} s after Redis went away; expected about 31 s`);
+      assert.ok(err.message.includes(`127.0.0.1:${own.port}`), err.message);
+    },
+  );
 });
 
 describe('loading the addon', () => {
@@ -377,9 +399,11 @@ describe('loading the addon', () => {
   it('on a platform without one, the error says to build from source with a Rust toolchain', () => {
     const out = loadMessage("Object.defineProperty(process, 'arch', { value: 'mips' });");
     assert.match(out, /no prebuilt addon for \w+-mips/);
-    assert.match(out, /build it from source with a Rust toolchain \(https:\/\/github\.com\/redfour-native\/redfour-native#building-from-source\)/);
-    assert.match(out, /Unsupported architecture/, 'the loader\'s reason is kept');
+    assert.match(
+      out,
+      /build it from source with a Rust toolchain \(https:\/\/github\.com\/redfour-native\/redfour-native#building-from-source\)/,
+    );
+    assert.match(out, /Unsupported architecture/, "the loader's reason is kept");
     assert.doesNotMatch(out, /wasi/, 'no noise about WASI builds that do not exist');
   });
 });
-

@@ -104,7 +104,10 @@ describe('Fence details', () => {
     await rejectsWithCode(fence.set('k', 1, { not: 'a string' }), 'ERR_INVALID_ARG', TypeError);
     await rejectsWithCode(fence.set('k', 1, 'v', { ttlMs: 0 }), 'ERR_INVALID_ARG', TypeError);
     await rejectsWithCode(Lock.fencedSet({}, 'k', 1, 'v'), 'ERR_INVALID_ARG', TypeError);
-    assert.throws(() => new Lock.Fence(42), (err) => err.code === 'ERR_INVALID_ARG');
+    assert.throws(
+      () => new Lock.Fence(42),
+      (err) => err.code === 'ERR_INVALID_ARG',
+    );
   });
 
   it('a Redis error is an ERR_REDIS LockError with the cause', async () => {

@@ -19,7 +19,10 @@ describe('fuzzing the public API', () => {
     // fix of bug 1 their calls fail within one connect timeout.
     const result = await runFuzz({ calls: 5000, seed: SEED, tls: true, roundSize: 250, timeoutMs: 50000 });
     const s = result.report && result.report.stats;
-    assert.ok(result.ok, `fuzz failed (seed ${SEED}): ${JSON.stringify(result.problems || result.problem)}\n${JSON.stringify((result.violations || []).slice(0, 10), null, 1)}\n${result.output || ''}`);
+    assert.ok(
+      result.ok,
+      `fuzz failed (seed ${SEED}): ${JSON.stringify(result.problems || result.problem)}\n${JSON.stringify((result.violations || []).slice(0, 10), null, 1)}\n${result.output || ''}`,
+    );
     assert.equal(result.exit.signal, null);
     assert.ok(s.calls >= 5000);
     // The fuzzer really reached Redis, and really exercised the error paths.
@@ -45,8 +48,7 @@ describe('bugs the fuzzer found (fixed)', () => {
     await server.cleanup();
   });
 
-  it('a Symbol or null-prototype object as host/port/db is ERR_INVALID_ARG', {
-  }, () => {
+  it('a Symbol or null-prototype object as host/port/db is ERR_INVALID_ARG', {}, () => {
     const bad = [
       { host: '127.0.0.1', port: Symbol('port') },
       { host: Object.create(null), port: server.port },
@@ -55,68 +57,116 @@ describe('bugs the fuzzer found (fixed)', () => {
       { host: '127.0.0.1', port: [Object.create(null)] },
     ];
     for (const redis of bad) {
-      assert.throws(() => new Lock({ redis }), (err) => err.code === 'ERR_INVALID_ARG', `options.redis ${require('node:util').inspect(redis)}`);
+      assert.throws(
+        () => new Lock({ redis }),
+        (err) => err.code === 'ERR_INVALID_ARG',
+        `options.redis ${require('node:util').inspect(redis)}`,
+      );
     }
   });
 
-  it('concurrent calls to a server that accepts but never answers all fail within one connect timeout', {
-    timeout: 20000,
-  }, async () => {
-    const sockets = [];
-    const silent = net.createServer((s) => { sockets.push(s); s.on('error', () => {}); });
-    await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    try {
-      const lock = new Lock({ redis: `redis://127.0.0.1:${silent.address().port}`, namespace: uniqueNs('silent'), connectTimeout: 300, commandTimeout: 300 });
-      locks.push(lock);
-      const started = Date.now();
-      const took = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => lock.acquireLock(`k${i}`, 1000).then(
-        () => { throw new Error('acquired from a silent server'); },
-        (err) => { assert.equal(err.code, 'ERR_REDIS'); return Date.now() - started; },
-      )));
-      // Bound: 2 x connectTimeout (the outer connect limit) + slack; measured today: 600, 1200, ... 3600 ms.
-      assert.ok(Math.max(...took) < 1500, `settled after ${took.join(', ')} ms`);
-    } finally {
-      for (const s of sockets) s.destroy();
-      silent.close();
-    }
-  });
+  it(
+    'concurrent calls to a server that accepts but never answers all fail within one connect timeout',
+    {
+      timeout: 20000,
+    },
+    async () => {
+      const sockets = [];
+      const silent = net.createServer((s) => {
+        sockets.push(s);
+        s.on('error', () => {});
+      });
+      await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      try {
+        const lock = new Lock({
+          redis: `redis://127.0.0.1:${silent.address().port}`,
+          namespace: uniqueNs('silent'),
+          connectTimeout: 300,
+          commandTimeout: 300,
+        });
+        locks.push(lock);
+        const started = Date.now();
+        const took = await Promise.all(
+          [1, 2, 3, 4, 5, 6].map((i) =>
+            lock.acquireLock(`k${i}`, 1000).then(
+              () => {
+                throw new Error('acquired from a silent server');
+              },
+              (err) => {
+                assert.equal(err.code, 'ERR_REDIS');
+                return Date.now() - started;
+              },
+            ),
+          ),
+        );
+        // Bound: 2 x connectTimeout (the outer connect limit) + slack; measured today: 600, 1200, ... 3600 ms.
+        assert.ok(Math.max(...took) < 1500, `settled after ${took.join(', ')} ms`);
+      } finally {
+        for (const s of sockets) s.destroy();
+        silent.close();
+      }
+    },
+  );
 
-  it("an error thrown by the caller's own getter is not reported as ERR_INTERNAL", {
-  }, async () => {
+  it("an error thrown by the caller's own getter is not reported as ERR_INTERNAL", {}, async () => {
     const lock = new Lock({ redis: server.url, namespace: uniqueNs('getter') });
     locks.push(lock);
     const mine = new Error('from my getter');
-    const hostile = { get id() { throw mine; }, index: 1 };
+    const hostile = {
+      get id() {
+        throw mine;
+      },
+      index: 1,
+    };
     const { proxy, revoke } = Proxy.revocable({}, {});
     revoke();
-    const outcomes = await Promise.allSettled([lock.releaseLock(hostile), lock.renewLock(hostile, 1000), lock.acquire('a', 1000, proxy), lock.releaseLock(proxy)]);
+    const outcomes = await Promise.allSettled([
+      lock.releaseLock(hostile),
+      lock.renewLock(hostile, 1000),
+      lock.acquire('a', 1000, proxy),
+      lock.releaseLock(proxy),
+    ]);
     for (const outcome of outcomes) {
       assert.equal(outcome.status, 'rejected');
       const err = outcome.reason;
-      assert.ok(err === mine || err.code === 'ERR_INVALID_ARG' || (err instanceof TypeError && !err.code), `got ${err.code}: ${err.message}`);
+      assert.ok(
+        err === mine || err.code === 'ERR_INVALID_ARG' || (err instanceof TypeError && !err.code),
+        `got ${err.code}: ${err.message}`,
+      );
     }
   });
 
-  it('a TLS ca/cert/key array with an empty element is ERR_INVALID_ARG', {
-  }, () => {
+  it('a TLS ca/cert/key array with an empty element is ERR_INVALID_ARG', {}, () => {
     for (const tls of [{ ca: [undefined] }, { cert: [null, 'x'] }, { key: [[]] }]) {
-      assert.throws(() => new Lock({ redis: 'rediss://127.0.0.1:1', tls }), (err) => err.code === 'ERR_INVALID_ARG', JSON.stringify(tls));
+      assert.throws(
+        () => new Lock({ redis: 'rediss://127.0.0.1:1', tls }),
+        (err) => err.code === 'ERR_INVALID_ARG',
+        JSON.stringify(tls),
+      );
     }
   });
 
-  it('acquire()/using() with a signal whose getters or addEventListener throw is not ERR_INTERNAL', {
-  }, async () => {
+  it('acquire()/using() with a signal whose getters or addEventListener throw is not ERR_INTERNAL', {}, async () => {
     const lock = new Lock({ redis: server.url, namespace: uniqueNs('signal') });
     locks.push(lock);
     const mine = new Error('from my signal');
     const signals = [
-      { aborted: false, addEventListener() { throw mine; } },
-      { get aborted() { throw mine; }, addEventListener() {} },
+      {
+        aborted: false,
+        addEventListener() {
+          throw mine;
+        },
+      },
+      {
+        get aborted() {
+          throw mine;
+        },
+        addEventListener() {},
+      },
     ];
-    const outcomes = await Promise.allSettled(signals.flatMap((signal) => [
-      lock.acquire('a', 1000, { signal }),
-      lock.using('b', 1000, () => 1, { signal }),
-    ]));
+    const outcomes = await Promise.allSettled(
+      signals.flatMap((signal) => [lock.acquire('a', 1000, { signal }), lock.using('b', 1000, () => 1, { signal })]),
+    );
     for (const outcome of outcomes) {
       assert.equal(outcome.status, 'rejected');
       const err = outcome.reason;

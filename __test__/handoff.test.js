@@ -93,7 +93,9 @@ async function hash(ctx, id) {
 
 /** Field names of the lock's hash beyond `index` and `attempt` (what a waiter could leave behind). */
 function extraFields(fields) {
-  return Object.keys(fields).filter((f) => f !== 'index' && f !== 'attempt').sort();
+  return Object.keys(fields)
+    .filter((f) => f !== 'index' && f !== 'attempt')
+    .sort();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -132,14 +134,20 @@ function spawnChild(ctx, body, args) {
       }
     }
   });
-  child.stderr.setEncoding('utf8').on('data', (d) => { child.output += d; });
+  child.stderr.setEncoding('utf8').on('data', (d) => {
+    child.output += d;
+  });
   child.exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   return child;
 }
 
 async function killChild(child) {
   if (child.exitCode === null && child.signalCode === null) {
-    try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
   }
   await child.exit;
 }
@@ -321,16 +329,12 @@ async function liveWaiterAfter(t, tag, other) {
   assert.equal(
     r.success,
     true,
-    `the live waiter (waitTtl 10000) did not get the lock ${Date.now() - started} ms after it started waiting `
-      + `(${gotAfterMs} ms after H's release): ${JSON.stringify(r)}; Redis: index ${index}, `
-      + `PTTL ${await ctx.server.command('PTTL', ctx.key(id))}`,
+    `the live waiter (waitTtl 10000) did not get the lock ${Date.now() - started} ms after it started waiting ` +
+      `(${gotAfterMs} ms after H's release): ${JSON.stringify(r)}; Redis: index ${index}, ` +
+      `PTTL ${await ctx.server.command('PTTL', ctx.key(id))}`,
   );
   assert.equal(index, String(r.index), `Redis holds index ${index}, the live waiter was told ${r.index}`);
-  assert.deepEqual(
-    extraFields(leftBehind),
-    [],
-    `${gone} left fields in ${ctx.key(id)}: ${JSON.stringify(leftBehind)}`,
-  );
+  assert.deepEqual(extraFields(leftBehind), [], `${gone} left fields in ${ctx.key(id)}: ${JSON.stringify(leftBehind)}`);
   return { gotAfterMs };
 }
 
@@ -338,14 +342,18 @@ describe('ghost waiters cost nothing', () => {
   it('a waiter SIGKILLed while waiting (lockTtl 20 s) does not hold up the live waiter', async (t) => {
     await liveWaiterAfter(t, 'ghost_kill', async (ctx, id) => {
       const before = await ctx.server.scriptCalls();
-      const child = spawnChild(ctx, `
+      const child = spawnChild(
+        ctx,
+        `
         const lock = new Lock({ redis: args.url, namespace: args.namespace });
         lock.waitAcquireLock(args.id, 20000, 0).then(
           (r) => say({ type: 'result', r }),
           (e) => say({ type: 'error', code: e.code, message: e.message }),
         );
         say({ type: 'waiting' });
-      `, { url: ctx.server.url, namespace: ctx.ns, id });
+      `,
+        { url: ctx.server.url, namespace: ctx.ns, id },
+      );
       await childLine(child, (m) => m.type === 'waiting', 10000, 'waiting');
       await waitUntilWaiting(ctx, { before, what: 'the child waiter', settleMs: 300 });
       assert.equal(child.lines.length, 1, `the child's wait ended early: ${child.output}`);
@@ -412,7 +420,10 @@ describe('release work does not grow with the waits made meanwhile', () => {
 
     const children = [];
     for (let c = 0; c < 4; c++) {
-      children.push(spawnChild(ctx, `
+      children.push(
+        spawnChild(
+          ctx,
+          `
         // 16 Locks, each with its own connections (a distinct commandTimeout makes a distinct
         // shared connection), each looping short waits until the end time.
         const locks = [];
@@ -435,7 +446,10 @@ describe('release work does not grow with the waits made meanwhile', () => {
           await Promise.all(locks.map((l) => l.close()));
           say({ type: 'stats', stats });
         })();
-      `, { url: ctx.server.url, namespace: ctx.ns, id, child: c, until: Date.now() + 3000 }));
+      `,
+          { url: ctx.server.url, namespace: ctx.ns, id, child: c, until: Date.now() + 3000 },
+        ),
+      );
     }
     const stats = [];
     for (const child of children) {
@@ -464,9 +478,10 @@ describe('release work does not grow with the waits made meanwhile', () => {
       .map((e) => ({ micros: Number(e[2]), command: String(e[3][0]) }));
 
     assert.equal(released.result, 'released');
-    const summary = `${waits} waits made; HLEN ${hlen} (fields ${extraFields(fields).length > 10
-      ? `${extraFields(fields).slice(0, 10).join(', ')}, ...` : extraFields(fields).join(', ')}); `
-      + `release took ${releaseMs.toFixed(2)} ms; slow scripts ${JSON.stringify(slowScripts)}`;
+    const summary =
+      `${waits} waits made; HLEN ${hlen} (fields ${
+        extraFields(fields).length > 10 ? `${extraFields(fields).slice(0, 10).join(', ')}, ...` : extraFields(fields).join(', ')
+      }); ` + `release took ${releaseMs.toFixed(2)} ms; slow scripts ${JSON.stringify(slowScripts)}`;
     assert.ok(hlen <= 2, `the lock's hash grew with the waits: ${summary}`);
     assert.deepEqual(slowScripts, [], `the release ran over 1 ms in Redis: ${summary}`);
   });
@@ -476,7 +491,7 @@ describe('release work does not grow with the waits made meanwhile', () => {
 // 5: a half-open subscriber.
 
 describe('a half-open pub/sub socket is noticed', () => {
-  it('subscriber blackholed before the release: W gets the lock while still waiting (waitTtl 15 s), not at its deadline or H\'s 30 s expiry', async (t) => {
+  it("subscriber blackholed before the release: W gets the lock while still waiting (waitTtl 15 s), not at its deadline or H's 30 s expiry", async (t) => {
     const ctx = await setup(t, { proxy: true, tag: 'halfopen' });
     const id = 'silent';
     const H = ctx.lock();
@@ -497,8 +512,9 @@ describe('a half-open pub/sub socket is noticed', () => {
     const waitedMs = Date.now() - started;
     const gotAfterMs = Date.now() - releasedAt;
     const index = await ctx.server.command('HGET', ctx.key(id), 'index');
-    const what = `W's wait ended ${waitedMs} ms after it started, ${gotAfterMs} ms after H's release: `
-      + `${JSON.stringify(r)}; Redis: index ${index}`;
+    const what =
+      `W's wait ended ${waitedMs} ms after it started, ${gotAfterMs} ms after H's release: ` +
+      `${JSON.stringify(r)}; Redis: index ${index}`;
     assert.equal(r.success, true, `W did not get the free lock: ${what}`);
     // A wait that runs out makes one last attempt, which finds the lock free and succeeds: that
     // is not noticing the half-open socket. W must have got the lock while still waiting, at

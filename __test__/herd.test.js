@@ -2,7 +2,7 @@
 // Thundering herd bound: a release should wake about one waiter, not all of them.
 // redfour@1.0.5 re-runs the acquire script in every waiter on every release (≈ N/2 per
 // critical section); we count EVAL/EVALSHA calls with INFO commandstats.
-const { describe, before, after } = require('node:test');
+const { describe } = require('node:test');
 const assert = require('node:assert/strict');
 const { it, uniqueNs, sleep, within, useRedis } = require('./helpers/common');
 
@@ -35,25 +35,32 @@ describe('herd', () => {
 
     let grants = 0;
     let allGranted;
-    const tenth = new Promise((resolve) => { allGranted = resolve; });
+    const tenth = new Promise((resolve) => {
+      allGranted = resolve;
+    });
     const waits = [];
     for (let i = 0; i < N; i++) {
       const lock = waiterLocks[i % waiterLocks.length];
-      waits.push(lock.waitAcquireLock('herd', 60000, 0).then(async (r) => {
-        assert.equal(r.success, true);
-        grants += 1;
-        if (grants < HANDOFFS) {
-          await sleep(2);
-          const rel = await lock.releaseLock(r);
-          assert.equal(rel.result, 'released');
-        } else if (grants === HANDOFFS) {
-          allGranted();
-        }
-        return r;
-      }, (err) => {
-        if (err.code !== 'ERR_CLOSED') throw err;
-        return null;
-      }));
+      waits.push(
+        lock.waitAcquireLock('herd', 60000, 0).then(
+          async (r) => {
+            assert.equal(r.success, true);
+            grants += 1;
+            if (grants < HANDOFFS) {
+              await sleep(2);
+              const rel = await lock.releaseLock(r);
+              assert.equal(rel.result, 'released');
+            } else if (grants === HANDOFFS) {
+              allGranted();
+            }
+            return r;
+          },
+          (err) => {
+            if (err.code !== 'ERR_CLOSED') throw err;
+            return null;
+          },
+        ),
+      );
     }
     await sleep(500); // every waiter has made its first attempt and is parked
     await holderLock.releaseLock(held);
@@ -70,7 +77,10 @@ describe('herd', () => {
     // Sanity: every grant and every release runs a script (waiters' first attempts may be
     // coalesced per key, so they are not part of the lower bound).
     assert.ok(calls >= 2 * releases, `only ${calls} script calls counted; stats ${JSON.stringify(stats)} (does the core use scripts?)`);
-    assert.ok(calls <= bound, `${calls} EVAL/EVALSHA calls for ${N} waiters and ${releases} releases; bound ${bound} (redfour-like herd ≈ ${redfourLike}); stats ${JSON.stringify(stats)}`);
+    assert.ok(
+      calls <= bound,
+      `${calls} EVAL/EVALSHA calls for ${N} waiters and ${releases} releases; bound ${bound} (redfour-like herd ≈ ${redfourLike}); stats ${JSON.stringify(stats)}`,
+    );
     assert.equal(grants, HANDOFFS, 'exactly one grant per release');
 
     // Tear down: the 40 remaining waiters reject with ERR_CLOSED.

@@ -6,11 +6,9 @@ const assert = require('node:assert/strict');
 const { it, uniqueNs, sleep, within, useRedis } = require('./helpers/common');
 
 let server;
-let Lock;
-const { newLock, locks } = useRedis({
-  ready: (s, L) => {
+const { newLock } = useRedis({
+  ready: (s) => {
     server = s;
-    Lock = L;
   },
 });
 
@@ -22,7 +20,11 @@ async function roundTrip(lock, id) {
   assert.equal(held.success, true, `acquire ${JSON.stringify(String(id))}`);
   assert.equal(held.id, id);
   const keys = await server.redis.keysBuffer(`${ns.replace(/[*?[\]\\]/g, '\\$&')}:*`);
-  assert.deepEqual(keys.map((k) => k.toString('utf8')), [key], `key for id ${JSON.stringify(String(id))}`);
+  assert.deepEqual(
+    keys.map((k) => k.toString('utf8')),
+    [key],
+    `key for id ${JSON.stringify(String(id))}`,
+  );
   assert.ok(Buffer.from(key, 'utf8').equals(keys[0]), 'key bytes are the UTF-8 of the JS template string');
   assert.equal(await server.command('HGET', key, 'index'), String(held.index));
   const again = await lock.acquireLock(id, 10000);

@@ -19,7 +19,11 @@ before(async () => {
 
 after(async () => {
   for (const fn of cleanups.reverse()) {
-    try { await fn(); } catch { /* best effort */ }
+    try {
+      await fn();
+    } catch {
+      /* best effort */
+    }
   }
   if (server) await server.cleanup();
 });
@@ -59,7 +63,7 @@ async function subscribed(ns) {
 }
 
 describe('interop with redfour@1.0.5', () => {
-  it('redfour holds → we fail with its PTTL; our waiter is woken by redfour\'s release', async () => {
+  it("redfour holds → we fail with its PTTL; our waiter is woken by redfour's release", async () => {
     const ns = uniqueNs('rf1');
     const rf = theirs(ns);
     const me = ours(ns);
@@ -83,7 +87,7 @@ describe('interop with redfour@1.0.5', () => {
     await me.releaseLock(got);
   });
 
-  it('we hold → redfour fails; redfour\'s waitAcquireLock is woken by our release', async () => {
+  it("we hold → redfour fails; redfour's waitAcquireLock is woken by our release", async () => {
     const ns = uniqueNs('rf2');
     const rf = theirs(ns);
     const me = ours(ns);
@@ -100,7 +104,7 @@ describe('interop with redfour@1.0.5', () => {
     await sleep(300);
     const rel = await me.releaseLock(held);
     assert.equal(rel.result, 'released');
-    const got = await within(pending, 10000, 'redfour\'s waitAcquireLock after our release');
+    const got = await within(pending, 10000, "redfour's waitAcquireLock after our release");
     const waited = Date.now() - started;
     assert.equal(got.success, true);
     assert.ok(got.index > held.index);
@@ -110,7 +114,7 @@ describe('interop with redfour@1.0.5', () => {
     assert.equal(rel2.result, 'released');
   });
 
-  it('mixed waiters: our release publishes the key, and both libraries\' waiters compete for it', async () => {
+  it("mixed waiters: our release publishes the key, and both libraries' waiters compete for it", async () => {
     const ns = uniqueNs('rf-mixed');
     const rf = theirs(ns);
     const holder = ours(ns);
@@ -127,10 +131,11 @@ describe('interop with redfour@1.0.5', () => {
     assert.equal(await within(heard, 5000, 'the release message'), `${ns}:shared`, 'the key, as redfour publishes it');
     sub.disconnect();
     // One of the two wins at once; the other gets the lock when the winner releases it.
-    const first = await within(Promise.race([
-      oursPending.then((r) => ({ r, lib: 'ours' })),
-      theirsPending.then((r) => ({ r, lib: 'theirs' })),
-    ]), 5000, 'the first waiter after the release');
+    const first = await within(
+      Promise.race([oursPending.then((r) => ({ r, lib: 'ours' })), theirsPending.then((r) => ({ r, lib: 'theirs' }))]),
+      5000,
+      'the first waiter after the release',
+    );
     assert.equal(first.r.success, true);
     assert.ok(first.r.index > held.index);
     const winner = first.lib === 'ours' ? waiter : rf;
@@ -154,13 +159,14 @@ describe('interop with redfour@1.0.5', () => {
     const ns = uniqueNs(`fleet-${loopsLib}`);
     // Distinct connect timeouts give each of our Locks its own connections and waiter queue,
     // as separate processes would have.
-    const make = (lib, i) => (lib === 'ours'
-      ? (() => {
-        const lock = new Lock({ redis: server.url, namespace: ns, connectTimeout: 5000 + i });
-        cleanups.push(() => lock.close());
-        return lock;
-      })()
-      : theirs(ns));
+    const make = (lib, i) =>
+      lib === 'ours'
+        ? (() => {
+            const lock = new Lock({ redis: server.url, namespace: ns, connectTimeout: 5000 + i });
+            cleanups.push(() => lock.close());
+            return lock;
+          })()
+        : theirs(ns);
     const loopers = [0, 1, 2, 3].map((i) => make(loopsLib, i));
     const lone = make(waiterLib, 9);
     if (loopsLib === 'theirs' || waiterLib === 'theirs') await subscribed(ns);
@@ -247,34 +253,38 @@ describe('interop with ioredfour', () => {
     return l;
   }
 
-  it('ioredfour and we exclude each other, wake each other, share the counter, extend each other\'s locks', { skip: !IoRedfour && 'ioredfour not installed' }, async () => {
-    const ns = uniqueNs('io');
-    const other = io(ns);
-    const me = ours(ns);
-    await subscribed(ns);
+  it(
+    "ioredfour and we exclude each other, wake each other, share the counter, extend each other's locks",
+    { skip: !IoRedfour && 'ioredfour not installed' },
+    async () => {
+      const ns = uniqueNs('io');
+      const other = io(ns);
+      const me = ours(ns);
+      await subscribed(ns);
 
-    const theirs1 = await other.acquireLock('j', 20000);
-    assert.equal(theirs1.success, true);
-    assert.equal((await me.acquireLock('j', 1000)).success, false);
-    const ext = await me.extendLock(theirs1, 30000);
-    assert.equal(ext.success, true);
-    assert.ok((await server.command('PTTL', `${ns}:j`)) > 25000);
+      const theirs1 = await other.acquireLock('j', 20000);
+      assert.equal(theirs1.success, true);
+      assert.equal((await me.acquireLock('j', 1000)).success, false);
+      const ext = await me.extendLock(theirs1, 30000);
+      assert.equal(ext.success, true);
+      assert.ok((await server.command('PTTL', `${ns}:j`)) > 25000);
 
-    const mine = me.waitAcquireLock('j', 20000, 0);
-    await sleep(200);
-    await other.releaseLock(theirs1);
-    const got = await within(mine, 10000, 'our wait after ioredfour released');
-    assert.equal(got.success, true);
-    assert.ok(got.index > theirs1.index);
+      const mine = me.waitAcquireLock('j', 20000, 0);
+      await sleep(200);
+      await other.releaseLock(theirs1);
+      const got = await within(mine, 10000, 'our wait after ioredfour released');
+      assert.equal(got.success, true);
+      assert.ok(got.index > theirs1.index);
 
-    const theirWait = other.waitAcquireLock('j', 5000, 0);
-    await sleep(200);
-    await me.releaseLock(got);
-    const theirs2 = await within(theirWait, 10000, 'ioredfour wait after we released');
-    assert.equal(theirs2.success, true);
-    assert.ok(theirs2.index > got.index);
-    const ext2 = await other.extendLock({ id: 'j', index: theirs2.index }, 9000);
-    assert.equal(ext2.success, true);
-    assert.equal((await me.releaseLock(theirs2)).result, 'released');
-  });
+      const theirWait = other.waitAcquireLock('j', 5000, 0);
+      await sleep(200);
+      await me.releaseLock(got);
+      const theirs2 = await within(theirWait, 10000, 'ioredfour wait after we released');
+      assert.equal(theirs2.success, true);
+      assert.ok(theirs2.index > got.index);
+      const ext2 = await other.extendLock({ id: 'j', index: theirs2.index }, 9000);
+      assert.equal(ext2.success, true);
+      assert.equal((await me.releaseLock(theirs2)).result, 'released');
+    },
+  );
 });

@@ -1,7 +1,7 @@
 'use strict';
 // Leader election: one leader at a time, failover within the TTL when the leader is SIGKILLed,
 // prompt hand-off on resign/stop, strictly increasing epochs, and no unhandled 'error' events.
-const { describe, it, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
 const { uniqueNs, forkFixture, within, sleep, useRedis } = require('./helpers/common');
@@ -97,7 +97,10 @@ describe('leader election in one process', () => {
     for (let round = 0; round < 6; round++) {
       const [leader] = leadersOf(candidates);
       assert.ok(leader, `round ${round}: nobody leads`);
-      const next = firstElected(candidates.filter((e) => e !== leader), 1000);
+      const next = firstElected(
+        candidates.filter((e) => e !== leader),
+        1000,
+      );
       assert.equal(await leader.resign(), true);
       assert.equal(leader.isLeader, false);
       await next;
@@ -170,9 +173,18 @@ describe('leader election in one process', () => {
     await once(elector, 'elected');
     controller.abort();
     await within(once(elector, 'stopped'), 5000, 'stopped');
-    assert.throws(() => lock.elect('', {}), (err) => err.code === 'ERR_INVALID_ARG');
-    assert.throws(() => lock.elect('x', { ttl: 0 }), (err) => err.code === 'ERR_INVALID_ARG');
-    assert.throws(() => lock.elect('x', { ttl: 1.5 }), (err) => err.code === 'ERR_INVALID_ARG');
+    assert.throws(
+      () => lock.elect('', {}),
+      (err) => err.code === 'ERR_INVALID_ARG',
+    );
+    assert.throws(
+      () => lock.elect('x', { ttl: 0 }),
+      (err) => err.code === 'ERR_INVALID_ARG',
+    );
+    assert.throws(
+      () => lock.elect('x', { ttl: 1.5 }),
+      (err) => err.code === 'ERR_INVALID_ARG',
+    );
   });
 });
 
@@ -212,7 +224,11 @@ describe('leader election across processes', () => {
     const b = spawnElector({ namespace: ns, name: 'K', ttl });
     await b.waitFor((m) => m.type === 'ready', 10000);
     await sleep(200); // b is campaigning
-    assert.equal(b.messages.some((m) => m.type === 'elected'), false, 'two leaders at once');
+    assert.equal(
+      b.messages.some((m) => m.type === 'elected'),
+      false,
+      'two leaders at once',
+    );
     const killedAt = Date.now();
     a.kill('SIGKILL');
     const electedB = await b.waitFor((m) => m.type === 'elected', ttl + 5000);

@@ -1,7 +1,7 @@
 'use strict';
 // Leases are renewed from Rust timers: a lock taken with using()/acquire() stays ours across many
 // TTLs while the JavaScript event loop is blocked in bursts longer than the TTL itself.
-const { describe, it, before, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const { uniqueNs, forkFixture, sleep, useRedis } = require('./helpers/common');
 
@@ -62,7 +62,10 @@ describe('renewal while the event loop is blocked', () => {
     assert.deepEqual(during, [], 'another process took the lock while it was held');
     assert.ok(report.attempts > 20, `the thief only tried ${report.attempts} times`);
     // And the thief was able to take it, once it was released: the check above is not vacuous.
-    assert.ok(report.successes.some((s) => s.index > held.index), 'the thief never got the lock, even after the release');
+    assert.ok(
+      report.successes.some((s) => s.index > held.index),
+      'the thief never got the lock, even after the release',
+    );
   });
 
   it('acquire() keeps a 250 ms lease alive through 1.5 s of blocking, and release() says released', async () => {

@@ -23,10 +23,40 @@ after(() => Promise.all(locks.map((l) => l.close())));
 function makeCertificates() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redfour-native-tls-'));
   const run = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=redfour-native test CA');
+  run(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=redfour-native test CA',
+  );
   run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
   fs.writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'ext.cnf');
+  run(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.crt',
+    '-days',
+    '1',
+    '-extfile',
+    'ext.cnf',
+  );
   return { dir, file: (name) => path.join(dir, name) };
 }
 
@@ -39,11 +69,16 @@ describe('TLS', () => {
     tlsPort = await freePort();
     server = await new RedisServer({
       args: [
-        '--tls-port', String(tlsPort),
-        '--tls-cert-file', certs.file('server.crt'),
-        '--tls-key-file', certs.file('server.key'),
-        '--tls-ca-cert-file', certs.file('ca.crt'),
-        '--tls-auth-clients', 'no',
+        '--tls-port',
+        String(tlsPort),
+        '--tls-cert-file',
+        certs.file('server.crt'),
+        '--tls-key-file',
+        certs.file('server.key'),
+        '--tls-ca-cert-file',
+        certs.file('ca.crt'),
+        '--tls-auth-clients',
+        'no',
       ],
     }).start();
   });
@@ -83,9 +118,26 @@ describe('ACL user restricted to the lock', () => {
     server = await new RedisServer().start();
     // The least privilege a Lock in namespace "app" needs (documented in docs/guarantees.md).
     await server.command(
-      'ACL', 'SETUSER', 'locker', 'on', '>s3cret', '~app:*', '~appindex', '&app-release',
-      '+evalsha', '+eval', '+subscribe', '+unsubscribe',
-      '+exists', '+pttl', '+incr', '+hset', '+pexpire', '+hget', '+del', '+publish',
+      'ACL',
+      'SETUSER',
+      'locker',
+      'on',
+      '>s3cret',
+      '~app:*',
+      '~appindex',
+      '&app-release',
+      '+evalsha',
+      '+eval',
+      '+subscribe',
+      '+unsubscribe',
+      '+exists',
+      '+pttl',
+      '+incr',
+      '+hset',
+      '+pexpire',
+      '+hget',
+      '+del',
+      '+publish',
     );
   });
   after(() => server.stop());
@@ -290,9 +342,13 @@ describe('Redis Cluster', () => {
     for (let i = 0; i < 3; i++) {
       nodes.push(await new RedisServer({ args: ['--cluster-enabled', 'yes', '--cluster-node-timeout', '2000'] }).start());
     }
-    execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
-      stdio: 'ignore',
-    });
+    execFileSync(
+      'redis-cli',
+      ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      {
+        stdio: 'ignore',
+      },
+    );
     for (let i = 0; i < 200; i++) {
       const states = await Promise.all(nodes.map((n) => n.command('CLUSTER', 'INFO')));
       if (states.every((s) => s.includes('cluster_state:ok'))) break;
@@ -325,8 +381,11 @@ describe('Redis Cluster', () => {
   async function clusterWorks(a, b, ns, id) {
     const held = await a.acquireLock(id, 10000);
     assert.equal(held.success, true);
-    assert.equal(await nodes[0].command('CLUSTER', 'KEYSLOT', `{${ns}:${id}}`), await nodes[0].command('CLUSTER', 'KEYSLOT', `{${ns}:${id}}:index`));
-    assert.equal((await b.acquireLock(id, 1000)).success, false, 'the second Lock must see the first one\'s lock');
+    assert.equal(
+      await nodes[0].command('CLUSTER', 'KEYSLOT', `{${ns}:${id}}`),
+      await nodes[0].command('CLUSTER', 'KEYSLOT', `{${ns}:${id}}:index`),
+    );
+    assert.equal((await b.acquireLock(id, 1000)).success, false, "the second Lock must see the first one's lock");
     const waiting = b.waitAcquireLock(id, 10000, 8000);
     await sleep(150);
     assert.equal((await a.releaseLock(held)).result, 'released');
@@ -336,16 +395,19 @@ describe('Redis Cluster', () => {
     assert.equal((await b.releaseLock(got)).result, 'released');
   }
 
-  it('ioredfour\'s form: cluster: [{ host, port }, ...] with no redis option is cluster mode with those seeds', async () => {
+  it("ioredfour's form: cluster: [{ host, port }, ...] with no redis option is cluster mode with those seeds", async () => {
     const seeds = nodes.map((n) => ({ host: '127.0.0.1', port: n.port }));
     const a = lock({ cluster: seeds, namespace: 'io-cl' });
     const b = lock({ redis: nodes[2].url, cluster: true, namespace: 'io-cl' });
     await clusterWorks(a, b, 'io-cl', 'arr');
   });
 
-  it('ioredfour\'s form: cluster: { nodes, options } and an ioredis Cluster client as redis', async () => {
+  it("ioredfour's form: cluster: { nodes, options } and an ioredis Cluster client as redis", async () => {
     const Redis = require('ioredis');
-    const a = lock({ cluster: { nodes: [{ host: '127.0.0.1', port: nodes[1].port }], options: { redisOptions: {} } }, namespace: 'io-cl2' });
+    const a = lock({
+      cluster: { nodes: [{ host: '127.0.0.1', port: nodes[1].port }], options: { redisOptions: {} } },
+      namespace: 'io-cl2',
+    });
     const client = new Redis.Cluster([{ host: '127.0.0.1', port: nodes[0].port }], { lazyConnect: true });
     client.on('error', () => {});
     try {

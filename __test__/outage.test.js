@@ -1,7 +1,7 @@
 'use strict';
 // Redis going away: operations fail fast with ERR_REDIS, waiters never hang, and the Lock
 // recovers once the server is back.
-const { describe, before, after } = require('node:test');
+const { describe } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
 const { it, uniqueNs, rejectsWithCode, within, sleep, settledWithin, useRedis } = require('./helpers/common');
@@ -47,22 +47,34 @@ describe('Redis outage', () => {
     await within(rejectsWithCode(lock.acquireLock('x', 1000), 'ERR_REDIS'), 8000, 'acquire against a dead port');
     assert.ok(Date.now() - started < 8000);
     // A bounded wait keeps trying through the outage until its waitTtl, then fails with the Redis error.
-    await within(rejectsWithCode(lock.waitAcquireLock('x', 1000, 1500), 'ERR_REDIS'), 10000, 'waitAcquire (waitTtl 1500) against a dead port');
+    await within(
+      rejectsWithCode(lock.waitAcquireLock('x', 1000, 1500), 'ERR_REDIS'),
+      10000,
+      'waitAcquire (waitTtl 1500) against a dead port',
+    );
     await within(rejectsWithCode(lock.releaseLock({ id: 'x', index: 1 }), 'ERR_REDIS'), 8000, 'release against a dead port');
-    const cbErr = await within(new Promise((resolve) => lock.renewLock({ id: 'x', index: 1 }, 1000, (e) => resolve(e))), 8000, 'renew (callback)');
+    const cbErr = await within(
+      new Promise((resolve) => lock.renewLock({ id: 'x', index: 1 }, 1000, (e) => resolve(e))),
+      8000,
+      'renew (callback)',
+    );
     assert.equal(cbErr && cbErr.code, 'ERR_REDIS');
   });
 
-  it('a server that is not there: waitAcquireLock with waitTtl 0 still ends (ERR_REDIS) instead of waiting forever', { timeout: 90000 }, async () => {
-    // redfour gives up at the first Redis error; redfour-native retries an unbounded wait through
-    // an outage for a while (30 s in src/core/lock.rs) so that a restart does not fail it.
-    const dead = await startRedis();
-    const url = dead.url;
-    await dead.cleanup();
-    const lock = new Lock({ redis: url, namespace: uniqueNs('nothere0'), connectTimeout: 500 });
-    locks.push(lock);
-    await within(rejectsWithCode(lock.waitAcquireLock('x', 1000, 0), 'ERR_REDIS'), 50000, 'waitAcquire (waitTtl 0) against a dead port');
-  });
+  it(
+    'a server that is not there: waitAcquireLock with waitTtl 0 still ends (ERR_REDIS) instead of waiting forever',
+    { timeout: 90000 },
+    async () => {
+      // redfour gives up at the first Redis error; redfour-native retries an unbounded wait through
+      // an outage for a while (30 s in src/core/lock.rs) so that a restart does not fail it.
+      const dead = await startRedis();
+      const url = dead.url;
+      await dead.cleanup();
+      const lock = new Lock({ redis: url, namespace: uniqueNs('nothere0'), connectTimeout: 500 });
+      locks.push(lock);
+      await within(rejectsWithCode(lock.waitAcquireLock('x', 1000, 0), 'ERR_REDIS'), 50000, 'waitAcquire (waitTtl 0) against a dead port');
+    },
+  );
 
   it('server killed while connected: calls reject with ERR_REDIS; after restart the same Lock works again', async () => {
     const ns = uniqueNs('killed');

@@ -1,7 +1,7 @@
 'use strict';
 // Process life: an idle Lock does not keep Node alive, a pending wait does, and a throwing
 // user callback behaves like any Node callback (uncaughtException), never a native abort.
-const { describe, after } = require('node:test');
+const { describe } = require('node:test');
 const assert = require('node:assert/strict');
 const { it, uniqueNs, forkFixture, within, settledWithin, useRedis } = require('./helpers/common');
 
@@ -58,7 +58,11 @@ describe('process exit', () => {
     const child = spawnChild('pending-wait', { url: server.url, namespace: ns, id: 'busy' });
     await child.waitFor((m) => m.type === 'waiting', 15000);
     const early = await settledWithin(child.exit, 1500);
-    assert.equal(early.settled, false, `child exited while its waitAcquireLock was pending: ${JSON.stringify(early.value)}\n${child.output}`);
+    assert.equal(
+      early.settled,
+      false,
+      `child exited while its waitAcquireLock was pending: ${JSON.stringify(early.value)}\n${child.output}`,
+    );
     // And the wait is real: releasing lets it finish, after which the process exits by itself.
     await holder.releaseLock(held);
     const got = await child.waitFor((m) => m.type === 'acquired' || m.type === 'error', 10000);
@@ -75,7 +79,11 @@ describe('throwing callbacks', () => {
     it(`${method}: a throwing callback reaches 'uncaughtException' (handler installed)`, async () => {
       const child = spawnChild('throwing-callback', { url: server.url, namespace: uniqueNs('throw'), id: 't', method, handle: true });
       const msg = await child.waitFor((m) => m.type === 'uncaught', 15000).catch((err) => err);
-      const exit = await within(child.exit.then((e) => e), 15000, 'child exit').catch(async (err) => {
+      const exit = await within(
+        child.exit.then((e) => e),
+        15000,
+        'child exit',
+      ).catch(async (err) => {
         await child.ensureDead();
         return { code: null, signal: 'timeout', err };
       });

@@ -83,11 +83,11 @@ describe('FaultProxy', () => {
     const seen = [];
     const sniffer = new CommandSniffer((name) => seen.push(name));
     const wire = Buffer.from(
-      '*2\r\n$4\r\nAUTH\r\n$3\r\npwd\r\n'
-      + '*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\nx\r\n'
-      + '*2\r\n$3\r\nGET\r\n$10\r\nab\r\ncd\r\nef\r\n' // a payload holding CRLFs
-      + 'PING\r\n' // inline
-      + '*2\r\n$10\r\nsSuBsCrIbE\r\n$2\r\nch\r\n',
+      '*2\r\n$4\r\nAUTH\r\n$3\r\npwd\r\n' +
+        '*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\nx\r\n' +
+        '*2\r\n$3\r\nGET\r\n$10\r\nab\r\ncd\r\nef\r\n' + // a payload holding CRLFs
+        'PING\r\n' + // inline
+        '*2\r\n$10\r\nsSuBsCrIbE\r\n$2\r\nch\r\n',
       'latin1',
     );
     for (let i = 0; i < wire.length; i += 3) sniffer.push(wire.subarray(i, i + 3));
@@ -174,7 +174,9 @@ describe('FaultProxy', () => {
     const client = viaProxy(proxy);
     await ready(client);
     let closed = false;
-    client.on('close', () => { closed = true; });
+    client.on('close', () => {
+      closed = true;
+    });
     const [conn] = proxy.connections();
     proxy.blackhole('all');
     const set = client.set('proxy:bh', 'x');
@@ -235,7 +237,10 @@ describe('FaultProxy', () => {
     const refused = await new Promise((resolve) => {
       const s = net.connect({ port: proxy.port, host: '127.0.0.1' });
       s.once('error', (e) => resolve(e.code));
-      s.once('connect', () => { s.destroy(); resolve('connected'); });
+      s.once('connect', () => {
+        s.destroy();
+        resolve('connected');
+      });
     });
     assert.equal(refused, 'ECONNREFUSED');
   });

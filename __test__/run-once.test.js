@@ -1,21 +1,19 @@
 'use strict';
 // Run-once jobs: exactly once per period across processes, a retry after a runner dies, periods
 // from intervals and cron expressions, and the per-process scheduler.
-const { describe, it, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const { uniqueNs, forkFixture, within, sleep, rejectsWithCode, useRedis } = require('./helpers/common');
 const { periodAt, parseSchedule } = require('../lib/run-once');
 
 let server;
-let Lock;
 const children = [];
-const { newLock, locks } = useRedis({
+const { newLock } = useRedis({
   cleanup: async () => {
     await Promise.allSettled(children.map((c) => c.ensureDead()));
   },
-  ready: (s, L) => {
+  ready: (s) => {
     server = s;
-    Lock = L;
   },
 });
 
@@ -34,7 +32,10 @@ describe('runOnce across processes', () => {
     await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'ready', 10000)));
     for (const w of workers) w.send({ cmd: 'go' });
     const outcomes = await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'outcome' || m.type === 'error', 15000)));
-    assert.deepEqual(outcomes.filter((o) => o.type === 'error'), []);
+    assert.deepEqual(
+      outcomes.filter((o) => o.type === 'error'),
+      [],
+    );
     const ran = outcomes.filter((o) => o.ran);
     assert.equal(ran.length, 1, JSON.stringify(outcomes));
     assert.equal(ran[0].marked, true);
@@ -64,7 +65,11 @@ describe('runOnce across processes', () => {
     await doomed.waitFor((m) => m.type === 'started', 10000);
     survivor.send({ cmd: 'go' }); // waits behind the doomed runner
     await sleep(300);
-    assert.equal(survivor.messages.some((m) => m.type === 'started'), false, 'ran while the first runner held the lease');
+    assert.equal(
+      survivor.messages.some((m) => m.type === 'started'),
+      false,
+      'ran while the first runner held the lease',
+    );
     const killedAt = Date.now();
     doomed.kill('SIGKILL');
     const outcome = await survivor.waitFor((m) => m.type === 'outcome' || m.type === 'error', ttl + 10000);
@@ -104,7 +109,17 @@ describe('runOnce in one process', () => {
     const lock = newLock(uniqueNs('throws'));
     const now = Date.now();
     class MyError extends Error {}
-    await assert.rejects(lock.runOnce('flaky', 60000, async () => { throw new MyError('boom'); }, { now }), (err) => err instanceof MyError && err.message === 'boom');
+    await assert.rejects(
+      lock.runOnce(
+        'flaky',
+        60000,
+        async () => {
+          throw new MyError('boom');
+        },
+        { now },
+      ),
+      (err) => err instanceof MyError && err.message === 'boom',
+    );
     const retry = await lock.runOnce('flaky', 60000, async () => 'ok', { now });
     assert.deepEqual([retry.ran, retry.result], [true, 'ok']);
   });
@@ -113,7 +128,9 @@ describe('runOnce in one process', () => {
     const lock = newLock(uniqueNs('busy'));
     const now = Date.now();
     let release;
-    const gate = new Promise((resolve) => { release = resolve; });
+    const gate = new Promise((resolve) => {
+      release = resolve;
+    });
     const running = lock.runOnce('slow', 60000, () => gate, { now });
     await sleep(100);
     const busy = await lock.runOnce('slow', 60000, async () => 'never', { now, wait: false });
@@ -137,12 +154,32 @@ describe('runOnce in one process', () => {
 
   it('argument errors', async () => {
     const lock = newLock(uniqueNs('args'));
-    await rejectsWithCode(lock.runOnce('', 1000, async () => 1), 'ERR_INVALID_ARG', TypeError);
-    await rejectsWithCode(lock.runOnce('x', 0, async () => 1), 'ERR_INVALID_ARG', TypeError);
-    await rejectsWithCode(lock.runOnce('x', 'not a cron', async () => 1), 'ERR_INVALID_ARG', TypeError);
-    await rejectsWithCode(lock.runOnce('x', { cron: '0 9 * * *', tz: 'Nowhere/Atlantis' }, async () => 1), 'ERR_INVALID_ARG', TypeError);
+    await rejectsWithCode(
+      lock.runOnce('', 1000, async () => 1),
+      'ERR_INVALID_ARG',
+      TypeError,
+    );
+    await rejectsWithCode(
+      lock.runOnce('x', 0, async () => 1),
+      'ERR_INVALID_ARG',
+      TypeError,
+    );
+    await rejectsWithCode(
+      lock.runOnce('x', 'not a cron', async () => 1),
+      'ERR_INVALID_ARG',
+      TypeError,
+    );
+    await rejectsWithCode(
+      lock.runOnce('x', { cron: '0 9 * * *', tz: 'Nowhere/Atlantis' }, async () => 1),
+      'ERR_INVALID_ARG',
+      TypeError,
+    );
     await rejectsWithCode(lock.runOnce('x', 1000, 'not a function'), 'ERR_INVALID_ARG', TypeError);
-    await rejectsWithCode(lock.runOnce('x', 1000, async () => 1, { ttl: -1 }), 'ERR_INVALID_ARG', TypeError);
+    await rejectsWithCode(
+      lock.runOnce('x', 1000, async () => 1, { ttl: -1 }),
+      'ERR_INVALID_ARG',
+      TypeError,
+    );
   });
 });
 
@@ -191,10 +228,15 @@ describe('schedule()', () => {
     const ran = [];
     const schedulers = [0, 1, 2].map((i) => {
       const lock = newLock(ns);
-      return lock.schedule('tick', 300, async (signal, info) => {
-        ran.push({ who: i, period: info.period.id });
-        await sleep(20);
-      }, { ttl: 2000 });
+      return lock.schedule(
+        'tick',
+        300,
+        async (signal, info) => {
+          ran.push({ who: i, period: info.period.id });
+          await sleep(20);
+        },
+        { ttl: 2000 },
+      );
     });
     try {
       await sleep(1600);
@@ -209,10 +251,17 @@ describe('schedule()', () => {
   it('a job longer than its period does not make the schedulers skip the next periods', async () => {
     const ns = uniqueNs('long');
     const ran = [];
-    const schedulers = [0, 1].map((i) => newLock(ns).schedule('slow', 300, async (signal, info) => {
-      ran.push({ who: i, period: info.period.id });
-      await sleep(450);
-    }, { ttl: 2000 }));
+    const schedulers = [0, 1].map((i) =>
+      newLock(ns).schedule(
+        'slow',
+        300,
+        async (signal, info) => {
+          ran.push({ who: i, period: info.period.id });
+          await sleep(450);
+        },
+        { ttl: 2000 },
+      ),
+    );
     try {
       await sleep(2000);
     } finally {

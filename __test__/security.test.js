@@ -49,7 +49,9 @@ async function monitor(port) {
   const sock = net.connect(port, '127.0.0.1');
   let text = '';
   sock.setEncoding('latin1');
-  sock.on('data', (d) => { text += d; });
+  sock.on('data', (d) => {
+    text += d;
+  });
   sock.on('error', () => {});
   await new Promise((resolve) => sock.once('connect', resolve));
   sock.write('MONITOR\r\n');
@@ -71,8 +73,39 @@ async function monitor(port) {
   };
 }
 
-const NASTY_NAMESPACES = ['a"b', 'x]]y', "q'--", 'nl\nline', 'cr\r\nINCR x', '{tag}', '*?[glob]', 'sp ace', 'ü😀', '%s${}', 'back\\slash', 'nul\0byte', 'redis.call("FLUSHALL")', ']]..redis.call("FLUSHALL")..[['];
-const NASTY_IDS = ['a"b', ']]', '"]] redis.call("FLUSHALL") --', '\n', 'x\r\nDEL y', '../../etc', '*', 'ü😀', 1e21, -0, 0.1 + 0.2, 10n, 'nul\0', ':', 'a:b:c'];
+const NASTY_NAMESPACES = [
+  'a"b',
+  'x]]y',
+  "q'--",
+  'nl\nline',
+  'cr\r\nINCR x',
+  '{tag}',
+  '*?[glob]',
+  'sp ace',
+  'ü😀',
+  '%s${}',
+  'back\\slash',
+  'nul\0byte',
+  'redis.call("FLUSHALL")',
+  ']]..redis.call("FLUSHALL")..[[',
+];
+const NASTY_IDS = [
+  'a"b',
+  ']]',
+  '"]] redis.call("FLUSHALL") --',
+  '\n',
+  'x\r\nDEL y',
+  '../../etc',
+  '*',
+  'ü😀',
+  1e21,
+  -0,
+  0.1 + 0.2,
+  10n,
+  'nul\0',
+  ':',
+  'a:b:c',
+];
 
 let Lock;
 before(() => {
@@ -105,63 +138,73 @@ describe('Lua scripts never contain user input', () => {
     }
   });
 
-  it('hostile namespaces and ids: every script sent is a static one, and touches exactly the expected keys', { timeout: 60000 }, async () => {
-    const server = await startRedis();
-    const mon = await monitor(server.port);
-    const scripts = [...staticScripts().values()];
-    const hashes = new Set(scripts.map(sha1));
-    const locks = [];
-    try {
-      for (const [n, namespace] of NASTY_NAMESPACES.entries()) {
-        const lock = new Lock({ redis: server.url, namespace });
-        locks.push(lock);
-        const id = NASTY_IDS[n % NASTY_IDS.length];
-        const key = `${namespace}:${String(id)}`;
-        const counter = `${namespace}index`;
-        if (n === 3) await server.command('SCRIPT', 'FLUSH'); // the NOSCRIPT fallback path too
-        const held = await lock.acquireLock(id, 10000);
-        assert.equal(held.success, true, `acquire ns ${JSON.stringify(namespace)} id ${String(id)}`);
-        assert.deepEqual((await server.redis.keysBuffer('*')).map(String).sort(), [key, counter].sort(), `keys for ns ${JSON.stringify(namespace)}`);
-        assert.equal(await server.command('HGET', key, 'index'), String(held.index));
-        const waiting = lock.waitAcquireLock(id, 10000, 5000);
-        await sleep(30);
-        const sub = server.client();
-        const published = new Promise((resolve) => sub.on('message', (channel, message) => resolve({ channel, message })));
-        await sub.subscribe(`${namespace}-release`);
-        assert.equal((await lock.releaseLock(held)).result, 'released');
-        const next = await waiting;
-        assert.equal(next.success, true);
-        // The release is published as the key, exactly as redfour does, whatever the namespace.
-        const { channel, message } = await published;
-        assert.equal(channel, `${namespace}-release`);
-        assert.equal(message, key);
-        sub.disconnect();
-        assert.equal((await lock.renewLock(next, 5000)).result, 'renewed');
-        await lock.using(id, 300, async () => sleep(150), { waitMs: 1000 }).catch(() => {});
-        await lock.releaseLock(next);
-        await server.flush();
+  it(
+    'hostile namespaces and ids: every script sent is a static one, and touches exactly the expected keys',
+    { timeout: 60000 },
+    async () => {
+      const server = await startRedis();
+      const mon = await monitor(server.port);
+      const scripts = [...staticScripts().values()];
+      const hashes = new Set(scripts.map(sha1));
+      const locks = [];
+      try {
+        for (const [n, namespace] of NASTY_NAMESPACES.entries()) {
+          const lock = new Lock({ redis: server.url, namespace });
+          locks.push(lock);
+          const id = NASTY_IDS[n % NASTY_IDS.length];
+          const key = `${namespace}:${String(id)}`;
+          const counter = `${namespace}index`;
+          if (n === 3) await server.command('SCRIPT', 'FLUSH'); // the NOSCRIPT fallback path too
+          const held = await lock.acquireLock(id, 10000);
+          assert.equal(held.success, true, `acquire ns ${JSON.stringify(namespace)} id ${String(id)}`);
+          assert.deepEqual(
+            (await server.redis.keysBuffer('*')).map(String).sort(),
+            [key, counter].sort(),
+            `keys for ns ${JSON.stringify(namespace)}`,
+          );
+          assert.equal(await server.command('HGET', key, 'index'), String(held.index));
+          const waiting = lock.waitAcquireLock(id, 10000, 5000);
+          await sleep(30);
+          const sub = server.client();
+          const published = new Promise((resolve) => sub.on('message', (channel, message) => resolve({ channel, message })));
+          await sub.subscribe(`${namespace}-release`);
+          assert.equal((await lock.releaseLock(held)).result, 'released');
+          const next = await waiting;
+          assert.equal(next.success, true);
+          // The release is published as the key, exactly as redfour does, whatever the namespace.
+          const { channel, message } = await published;
+          assert.equal(channel, `${namespace}-release`);
+          assert.equal(message, key);
+          sub.disconnect();
+          assert.equal((await lock.renewLock(next, 5000)).result, 'renewed');
+          await lock.using(id, 300, async () => sleep(150), { waitMs: 1000 }).catch(() => {});
+          await lock.releaseLock(next);
+          await server.flush();
+        }
+        await sleep(100);
+        const seen = mon.commands();
+        const evals = seen.filter((c) => c.source === 'client' && /^(EVAL|EVALSHA|EVAL_RO|EVALSHA_RO)$/i.test(c.args[0]));
+        const loads = seen.filter((c) => c.source === 'client' && /^SCRIPT$/i.test(c.args[0]) && /^LOAD$/i.test(c.args[1]));
+        assert.ok(evals.length > NASTY_NAMESPACES.length * 4, `only ${evals.length} script calls seen`);
+        for (const c of evals) {
+          if (/^EVALSHA/i.test(c.args[0])) assert.ok(hashes.has(c.args[1]), `EVALSHA of an unknown script ${c.args[1]}`);
+          else assert.ok(scripts.includes(c.args[1]), `EVAL of a script that is not one of the static sources:\n${c.args[1]}`);
+        }
+        for (const c of loads) assert.ok(scripts.includes(c.args[2]), `SCRIPT LOAD of a non-static script:\n${c.args[2]}`);
+        // Inside the scripts: only our keys, our counter and our channel.
+        const allowed = new Set(
+          NASTY_NAMESPACES.flatMap((ns, n) => [`${ns}:${String(NASTY_IDS[n % NASTY_IDS.length])}`, `${ns}index`, `${ns}-release`]),
+        );
+        for (const c of seen.filter((x) => x.source === 'lua')) {
+          assert.ok(allowed.has(c.args[1]), `a script touched ${JSON.stringify(c.args[1])} (${c.args[0]})`);
+        }
+      } finally {
+        mon.close();
+        await Promise.allSettled(locks.map((l) => l.close()));
+        await server.cleanup();
       }
-      await sleep(100);
-      const seen = mon.commands();
-      const evals = seen.filter((c) => c.source === 'client' && /^(EVAL|EVALSHA|EVAL_RO|EVALSHA_RO)$/i.test(c.args[0]));
-      const loads = seen.filter((c) => c.source === 'client' && /^SCRIPT$/i.test(c.args[0]) && /^LOAD$/i.test(c.args[1]));
-      assert.ok(evals.length > NASTY_NAMESPACES.length * 4, `only ${evals.length} script calls seen`);
-      for (const c of evals) {
-        if (/^EVALSHA/i.test(c.args[0])) assert.ok(hashes.has(c.args[1]), `EVALSHA of an unknown script ${c.args[1]}`);
-        else assert.ok(scripts.includes(c.args[1]), `EVAL of a script that is not one of the static sources:\n${c.args[1]}`);
-      }
-      for (const c of loads) assert.ok(scripts.includes(c.args[2]), `SCRIPT LOAD of a non-static script:\n${c.args[2]}`);
-      // Inside the scripts: only our keys, our counter and our channel.
-      const allowed = new Set(NASTY_NAMESPACES.flatMap((ns, n) => [`${ns}:${String(NASTY_IDS[n % NASTY_IDS.length])}`, `${ns}index`, `${ns}-release`]));
-      for (const c of seen.filter((x) => x.source === 'lua')) {
-        assert.ok(allowed.has(c.args[1]), `a script touched ${JSON.stringify(c.args[1])} (${c.args[0]})`);
-      }
-    } finally {
-      mon.close();
-      await Promise.allSettled(locks.map((l) => l.close()));
-      await server.cleanup();
-    }
-  });
+    },
+  );
 });
 
 describe('ids and namespaces reach only their own keys', () => {
@@ -230,7 +273,13 @@ describe('connection errors never reveal passwords', () => {
 
   function assertRedacted(err, what) {
     assert.ok(err instanceof Error, `${what}: not an error`);
-    const everything = [err.message, err.stack, util.inspect(err, { depth: 5 }), JSON.stringify(err), String(err.cause && err.cause.stack)].join('\n');
+    const everything = [
+      err.message,
+      err.stack,
+      util.inspect(err, { depth: 5 }),
+      JSON.stringify(err),
+      String(err.cause && err.cause.stack),
+    ].join('\n');
     for (const form of [SECRET, encodeURIComponent(SECRET), Buffer.from(SECRET).toString('base64')]) {
       assert.ok(!everything.includes(form), `${what}: the password appears in the error:\n${everything}`);
     }
@@ -269,10 +318,15 @@ describe('connection errors never reveal passwords', () => {
   });
 
   it('invalid URLs with a password: the ERR_INVALID_ARG message is redacted', () => {
-    for (const url of [`redis://user:${SECRET}@127.0.0.1:notaport`, `redis://:${SECRET}@127.0.0.1:1/notadb`, `redis://:${SECRET}@`, `http://:${SECRET}@127.0.0.1:1`]) {
+    for (const url of [
+      `redis://user:${SECRET}@127.0.0.1:notaport`,
+      `redis://:${SECRET}@127.0.0.1:1/notadb`,
+      `redis://:${SECRET}@`,
+      `http://:${SECRET}@127.0.0.1:1`,
+    ]) {
       let caught;
       try {
-        new Lock({ redis: url }); // eslint-disable-line no-new
+        new Lock({ redis: url });
       } catch (err) {
         caught = err;
       }
@@ -287,8 +341,32 @@ describe('least-privilege ACL user', () => {
   // The permissions documented in RELIABILITY.md ("Least-privilege Redis user") for namespace
   // "app": EVALSHA, and EVAL for the NOSCRIPT fallback (after a restart or SCRIPT FLUSH); what the
   // scripts call; SUBSCRIBE/UNSUBSCRIBE for the waiters' subscriber connection.
-  const COMMANDS = ['evalsha', 'eval', 'pttl', 'incr', 'hset', 'pexpire', 'hget', 'exists', 'del', 'publish', 'subscribe', 'unsubscribe', 'ping'];
-  const rules = (commands) => ['on', '>s3cret', 'resetkeys', '~app:*', '~appindex', 'resetchannels', '&app-release', '-@all', ...commands.map((c) => `+${c}`)];
+  const COMMANDS = [
+    'evalsha',
+    'eval',
+    'pttl',
+    'incr',
+    'hset',
+    'pexpire',
+    'hget',
+    'exists',
+    'del',
+    'publish',
+    'subscribe',
+    'unsubscribe',
+    'ping',
+  ];
+  const rules = (commands) => [
+    'on',
+    '>s3cret',
+    'resetkeys',
+    '~app:*',
+    '~appindex',
+    'resetchannels',
+    '&app-release',
+    '-@all',
+    ...commands.map((c) => `+${c}`),
+  ];
   let server;
   before(async () => {
     server = await startRedis();
@@ -376,7 +454,10 @@ describe('least-privilege ACL user', () => {
     const other = new Lock({ redis: `redis://locker:s3cret@127.0.0.1:${server.port}`, namespace: 'apple' });
     try {
       // 'apple:x' does not match '~app:*', and 'appleindex' does not match '~appindex'
-      await assert.rejects(other.acquireLock('x', 1000), (err) => err.code === 'ERR_REDIS' && /perm|denied|no permissions/i.test(err.message));
+      await assert.rejects(
+        other.acquireLock('x', 1000),
+        (err) => err.code === 'ERR_REDIS' && /perm|denied|no permissions/i.test(err.message),
+      );
     } finally {
       await other.close();
     }

@@ -1,7 +1,7 @@
 'use strict';
 // Connection economy: Lock instances on one server share connections (redfour opens two per
 // instance), and closing them all gives the connections back.
-const { describe, after } = require('node:test');
+const { describe } = require('node:test');
 const assert = require('node:assert/strict');
 const { it, uniqueNs, sleep, useRedis } = require('./helpers/common');
 
@@ -49,7 +49,10 @@ describe('sockets', () => {
 
     const during = await server.clientCount();
     const list = await server.clientList();
-    assert.ok(during - baseline <= 2, `${during - baseline} connections for 100 Lock instances (at most 2 expected):\n${list.map((c) => `${c.addr} ${c.name} ${c.cmd} ${c.flags}`).join('\n')}`);
+    assert.ok(
+      during - baseline <= 2,
+      `${during - baseline} connections for 100 Lock instances (at most 2 expected):\n${list.map((c) => `${c.addr} ${c.name} ${c.cmd} ${c.flags}`).join('\n')}`,
+    );
     assert.ok(during - baseline >= 1, 'no connection at all?');
 
     await Promise.all(mine.map((l) => l.close()));
@@ -67,7 +70,10 @@ describe('sockets', () => {
     assert.equal(ra.success, true);
     assert.equal(rb.success, true, 'database 1 is a different keyspace');
     const inDb1 = await server.client({ db: 1 }).keys('*');
-    assert.ok(inDb1.some((k) => k === `${b.namespace}:same`), `db 1 keys: ${inDb1}`);
+    assert.ok(
+      inDb1.some((k) => k === `${b.namespace}:same`),
+      `db 1 keys: ${inDb1}`,
+    );
     assert.equal(await server.command('EXISTS', `${b.namespace}:same`), 0, 'db 1 lock written to db 0');
     await a.close();
     await b.close();

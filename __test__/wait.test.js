@@ -28,13 +28,17 @@ after(async () => {
   await Promise.allSettled(children.map((c) => c.ensureDead()));
   await Promise.allSettled(locks.map((l) => l.close()));
   for (const fn of cleanups) {
-    try { await fn(); } catch { /* best effort */ }
+    try {
+      await fn();
+    } catch {
+      /* best effort */
+    }
   }
   if (server) await server.cleanup();
 });
 
 describe('waitAcquireLock', () => {
-  it('waitTtl timeout resolves success:false with the holder\'s TTL, not an error', async () => {
+  it("waitTtl timeout resolves success:false with the holder's TTL, not an error", async () => {
     const ns = uniqueNs('to');
     const holder = newLock(ns);
     const waiter = newLock(ns);
@@ -67,7 +71,7 @@ describe('waitAcquireLock', () => {
     const waiter = newLock(ns);
     await holder.acquireLock('e', 700);
     const started = Date.now();
-    const r = await within(waiter.waitAcquireLock('e', 5000, 0), 8000, 'waiter after the holder\'s TTL');
+    const r = await within(waiter.waitAcquireLock('e', 5000, 0), 8000, "waiter after the holder's TTL");
     assert.equal(r.success, true);
     const waited = Date.now() - started;
     assert.ok(waited >= 300, `got an unexpired lock after ${waited} ms`);
@@ -109,16 +113,18 @@ describe('waitAcquireLock', () => {
     const tasks = [];
     for (let i = 0; i < N; i++) {
       const lock = waiterLocks[i % 2];
-      tasks.push(lock.waitAcquireLock('q', 10000, 0).then(async (r) => {
-        assert.equal(r.success, true);
-        inside += 1;
-        maxInside = Math.max(maxInside, inside);
-        order.push(i);
-        await sleep(5);
-        inside -= 1;
-        const rel = await lock.releaseLock(r);
-        assert.equal(rel.result, 'released');
-      }));
+      tasks.push(
+        lock.waitAcquireLock('q', 10000, 0).then(async (r) => {
+          assert.equal(r.success, true);
+          inside += 1;
+          maxInside = Math.max(maxInside, inside);
+          order.push(i);
+          await sleep(5);
+          inside -= 1;
+          const rel = await lock.releaseLock(r);
+          assert.equal(rel.result, 'released');
+        }),
+      );
       await sleep(40); // distinct arrival times
     }
     await sleep(200);
@@ -129,7 +135,10 @@ describe('waitAcquireLock', () => {
     let inversions = 0;
     for (let a = 0; a < N; a++) for (let b = a + 1; b < N; b++) if (order[a] > order[b]) inversions += 1;
     const maxInversions = (N * (N - 1)) / 2;
-    assert.ok(inversions <= maxInversions / 4, `hand-off order ${order.join(',')} is far from FIFO (${inversions}/${maxInversions} inversions)`);
+    assert.ok(
+      inversions <= maxInversions / 4,
+      `hand-off order ${order.join(',')} is far from FIFO (${inversions}/${maxInversions} inversions)`,
+    );
   });
 
   it('lost wake-up: a release right after a failed attempt still wakes the waiter (many rounds)', async () => {
@@ -141,7 +150,10 @@ describe('waitAcquireLock', () => {
     const rf = new RedfourLock({ redis: server.url, namespace: ns });
     rf._redisConnection.on('error', () => {});
     rf._redisSubscriber.on('error', () => {});
-    cleanups.push(() => { rf._redisConnection.quit(); rf._redisSubscriber.quit(); });
+    cleanups.push(() => {
+      rf._redisConnection.quit();
+      rf._redisSubscriber.quit();
+    });
     const rfAcquire = promisify(rf.acquireLock.bind(rf));
     const rfRelease = promisify(rf.releaseLock.bind(rf));
 
@@ -176,7 +188,10 @@ describe('waitAcquireLock', () => {
     const rf = new RedfourLock({ redis: server.url, namespace: ns });
     rf._redisConnection.on('error', () => {});
     rf._redisSubscriber.on('error', () => {});
-    cleanups.push(() => { rf._redisConnection.quit(); rf._redisSubscriber.quit(); });
+    cleanups.push(() => {
+      rf._redisConnection.quit();
+      rf._redisSubscriber.quit();
+    });
     const rfAcquire = promisify(rf.acquireLock.bind(rf));
     const rfRelease = promisify(rf.releaseLock.bind(rf));
     const holder = newLock(ns);

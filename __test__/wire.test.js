@@ -28,9 +28,15 @@ async function listen(channel) {
     messages,
     async next(ms = 5000) {
       const start = messages.length;
-      await within(new Promise((resolve) => {
-        waiter = () => { if (messages.length > start) resolve(); };
-      }), ms, `a message on ${channel}`);
+      await within(
+        new Promise((resolve) => {
+          waiter = () => {
+            if (messages.length > start) resolve();
+          };
+        }),
+        ms,
+        `a message on ${channel}`,
+      );
       waiter = null;
       return messages[messages.length - 1];
     },
@@ -95,7 +101,7 @@ describe('wire format', () => {
     }
   });
 
-  it('a key with no expiry (left by redfour\'s NaN-TTL bug) reads as held with ttl -1, and a bounded wait gives up', async () => {
+  it("a key with no expiry (left by redfour's NaN-TTL bug) reads as held with ttl -1, and a bounded wait gives up", async () => {
     const ns = uniqueNs('immortal');
     const lock = newLock(ns);
     await server.command('HSET', `${ns}:k`, 'index', '7');

@@ -3,7 +3,11 @@
 import Lock = require('redfour-native');
 import type { FencedSetResult, LeaderTerm, Revoked, RunOnceResult, RunInfo } from 'redfour-native';
 
-declare const ioredisClient: { call(command: string, ...args: Array<string | number>): Promise<unknown>; options: object; duplicate(): unknown };
+declare const ioredisClient: {
+  call(command: string, ...args: Array<string | number>): Promise<unknown>;
+  options: object;
+  duplicate(): unknown;
+};
 declare const nodeRedis4Client: { sendCommand(args: string[], options?: object): Promise<unknown> };
 declare const lock: Lock;
 
@@ -57,11 +61,16 @@ async function leaders(): Promise<void> {
 }
 
 async function jobs(): Promise<void> {
-  const out = await lock.runOnce('daily-email', '0 9 * * *', async (signal: AbortSignal, info: RunInfo) => {
-    const start: Date = info.period.start;
-    void [signal, start, info.epoch];
-    return 42;
-  }, { tz: 'Europe/Paris', ttl: 60_000 });
+  const out = await lock.runOnce(
+    'daily-email',
+    '0 9 * * *',
+    async (signal: AbortSignal, info: RunInfo) => {
+      const start: Date = info.period.start;
+      void [signal, start, info.epoch];
+      return 42;
+    },
+    { tz: 'Europe/Paris', ttl: 60_000 },
+  );
   if (out.ran) {
     const result: number = out.result;
     const marked: boolean = out.marked;

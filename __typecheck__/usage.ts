@@ -42,7 +42,13 @@ const ns: string = fromUrl.namespace;
 void [fromOptions, fromIoredis, fromNodeRedis, fromNodeRedis3, ns];
 // ioredfour's forms: the redisConnection alias and cluster seeds without `redis`.
 const fromAlias = new Lock({ redisConnection: ioredisClient, namespace: 'x' });
-const fromSeeds = new Lock({ cluster: [{ host: '10.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7000 }], namespace: 'x' });
+const fromSeeds = new Lock({
+  cluster: [
+    { host: '10.0.0.1', port: 7000 },
+    { host: '10.0.0.2', port: 7000 },
+  ],
+  namespace: 'x',
+});
 const fromSeedsWithOptions = new Lock({ cluster: ['10.0.0.1:7000'], clusterOptions: { redisOptions: { password: 'pw' } } });
 const fromClusterConfig = new Lock({ cluster: { nodes: [{ host: '10.0.0.1', port: 7000 }], options: { redisOptions: { tls: {} } } } });
 const fromClusterTrue = new Lock({ redis: ['redis://10.0.0.1:7000'], cluster: true });
@@ -138,7 +144,12 @@ function callbacks(lock: Lock, done: (err: Error | null, token?: string) => void
 
 // Topologies.
 new Lock({ redis: ['redis://a:6379', 'redis://b:6379', 'redis://c:6379'] });
-new Lock({ redis: 'rediss://h:6380', tls: { ca: 'PEM', cert: new Uint8Array([1]), key: 'k' }, minReplications: 1, replicationTimeout: 500 });
+new Lock({
+  redis: 'rediss://h:6380',
+  tls: { ca: 'PEM', cert: new Uint8Array([1]), key: 'k' },
+  minReplications: 1,
+  replicationTimeout: 500,
+});
 new Lock({ redis: { sentinels: [{ host: 'h', port: 26379 }], name: 'mymaster', password: 'p' } });
 new Lock({ redis: 'redis://seed:7000', cluster: true });
 // @ts-expect-error: cluster is a boolean

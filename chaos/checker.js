@@ -80,7 +80,8 @@ function check(workerHistories, events, options, truth = null) {
 
   for (const history of workerHistories) {
     for (const r of history) {
-      if (!workers.has(r.w)) workers.set(r.w, { w: r.w, start: undefined, end: undefined, pending: [], lags: [], stalls: [], death: undefined });
+      if (!workers.has(r.w))
+        workers.set(r.w, { w: r.w, start: undefined, end: undefined, pending: [], lags: [], stalls: [], death: undefined });
       const wk = workers.get(r.w);
       switch (r.k) {
         case 'start':
@@ -129,8 +130,7 @@ function check(workerHistories, events, options, truth = null) {
   }
   const lossEvents = faults.filter((f) => f.dataLoss);
   const lostBetween = (a, b) => opts.continuousLoss || lossEvents.some((f) => f.t0 <= b && (f.t1 ?? f.t0) >= a);
-  const inFault = (t0, t1, graceUs = opts.faultGraceMs * 1000) =>
-    faults.some((f) => f.t0 - 1000 <= t1 && (f.t1 ?? f.t0) + graceUs >= t0);
+  const inFault = (t0, t1, graceUs = opts.faultGraceMs * 1000) => faults.some((f) => f.t0 - 1000 <= t1 && (f.t1 ?? f.t0) + graceUs >= t0);
 
   const violations = [];
   const limits = [];
@@ -161,7 +161,20 @@ function check(workerHistories, events, options, truth = null) {
     cut(wk.death, 'death');
     // What a naive holder would believe: the whole TTL from the moment it heard of the grant.
     const naiveEnd = Math.min(call.relT ?? INF, g.t + call.ttl * 1000, wk.death ?? INF);
-    grants.push({ call, w: call.w, id: call.id, idx: g.idx, start: g.t, end, cause, claim, naiveEnd, op: call.op, imm: g.imm, ttl: call.ttl });
+    grants.push({
+      call,
+      w: call.w,
+      id: call.id,
+      idx: g.idx,
+      start: g.t,
+      end,
+      cause,
+      claim,
+      naiveEnd,
+      op: call.op,
+      imm: g.imm,
+      ttl: call.ttl,
+    });
   }
   const byId = new Map();
   for (const g of grants) {
@@ -185,10 +198,7 @@ function check(workerHistories, events, options, truth = null) {
       }
       return at >= to;
     };
-    wk.blocked = [
-      ...stalls,
-      ...wk.lags.filter((l) => !covered(l.t0, l.t1 - 30_000)).map((l) => ({ t0: l.t0 - PERIOD_US, t1: l.t1 })),
-    ];
+    wk.blocked = [...stalls, ...wk.lags.filter((l) => !covered(l.t0, l.t1 - 30_000)).map((l) => ({ t0: l.t0 - PERIOD_US, t1: l.t1 }))];
   }
   /**
    * The holder of a grant that waited was frozen between Redis granting it (from truth; without
@@ -205,7 +215,16 @@ function check(workerHistories, events, options, truth = null) {
     const from = p.truth ? p.truth.start - opts.tolUs : p.call.callT;
     return wk.blocked.some((b) => b.t0 < p.start && b.t1 > from);
   };
-  const describe = (g) => ({ w: g.w, c: g.call.c, op: g.op, idx: g.idx, imm: g.imm, startUs: g.start, endUs: Number.isFinite(g.end) ? g.end : null, endBy: g.cause });
+  const describe = (g) => ({
+    w: g.w,
+    c: g.call.c,
+    op: g.op,
+    idx: g.idx,
+    imm: g.imm,
+    startUs: g.start,
+    endUs: Number.isFinite(g.end) ? g.end : null,
+    endBy: g.cause,
+  });
 
   // ---- 1. every belief inside the Redis interval of its key and index (authoritative)
   let truthInfo = null;
@@ -223,7 +242,19 @@ function check(workerHistories, events, options, truth = null) {
       const list = (built.intervals.get(key) || []).filter((iv) => iv.idx === g.idx);
       let iv = null;
       for (const x of list) if (x.startLow <= g.start + opts.tolUs && (!iv || x.start > iv.start)) iv = x;
-      const detail = () => ({ id: g.id, ...describe(g), claimEndUs: Number.isFinite(g.claim) ? g.claim : null, truth: iv ? { startUs: iv.start, endUs: Number.isFinite(iv.end) ? iv.end : null, certainEndUs: Number.isFinite(iv.certainEnd) ? iv.certainEnd : null, endBy: iv.endBy } : null });
+      const detail = () => ({
+        id: g.id,
+        ...describe(g),
+        claimEndUs: Number.isFinite(g.claim) ? g.claim : null,
+        truth: iv
+          ? {
+              startUs: iv.start,
+              endUs: Number.isFinite(iv.end) ? iv.end : null,
+              certainEndUs: Number.isFinite(iv.certainEnd) ? iv.certainEnd : null,
+              endBy: iv.endBy,
+            }
+          : null,
+      });
       if (!iv) {
         const later = list.find((x) => x.start > g.start);
         if (gapCovers(g.call.callT, g.start) || lostBetween(g.call.callT, g.start)) {
@@ -253,7 +284,8 @@ function check(workerHistories, events, options, truth = null) {
         if (g.call.grant.until > g.start && excess > opts.tolUs && !clientPaused(g)) waitedExcess.push(excess / 1000);
       }
       if (g.end <= g.start) continue; // learnt of only after its claim ended: never believed
-      if (g.cause === 'claim' && Number.isFinite(iv.certainEnd)) minClaimMarginMs = Math.min(minClaimMarginMs, (iv.certainEnd - g.end) / 1000);
+      if (g.cause === 'claim' && Number.isFinite(iv.certainEnd))
+        minClaimMarginMs = Math.min(minClaimMarginMs, (iv.certainEnd - g.end) / 1000);
       if (g.end <= iv.certainEnd + opts.tolUs) continue;
       if (g.end <= iv.end + opts.tolUs) {
         const why = lostBetween(iv.certainEnd, g.end) ? 'data-loss' : undefined;
@@ -274,7 +306,11 @@ function check(workerHistories, events, options, truth = null) {
         const iv = list[i];
         if (!matched.has(iv)) unclaimed[iv.endBy] = (unclaimed[iv.endBy] || 0) + 1;
         if (i > 0 && iv.idx <= list[i - 1].idx) {
-          flag('truth-token-order', { key, first: list[i - 1].idx, second: iv.idx, atUs: iv.start }, lostBetween(list[i - 1].start, iv.start) ? 'data-loss' : undefined);
+          flag(
+            'truth-token-order',
+            { key, first: list[i - 1].idx, second: iv.idx, atUs: iv.start },
+            lostBetween(list[i - 1].start, iv.start) ? 'data-loss' : undefined,
+          );
         }
       }
     }
@@ -311,12 +347,17 @@ function check(workerHistories, events, options, truth = null) {
           // One of the two outlived its Redis interval (the intervals of one key never overlap):
           // the overlap is explained exactly when that verdict is.
           const verdicts = [p.verdict, g.verdict].filter(Boolean);
-          if (verdicts.length === 0) bad = true; // Redis says both held at once: cannot be
+          if (verdicts.length === 0)
+            bad = true; // Redis says both held at once: cannot be
           else if (verdicts.some((v) => !v.explanation)) bad = true;
           else why = verdicts[0].explanation;
         } else if (lostBetween(p.start, g.start)) why = 'data-loss';
         else if (clientPaused(p) || clientPaused(g)) why = 'client-pause';
-        flag('overlap', { id, first: describe(p), second: describe(g), overlapMs: (Math.min(p.end, g.end) - g.start) / 1000 }, bad ? undefined : why);
+        flag(
+          'overlap',
+          { id, first: describe(p), second: describe(g), overlapMs: (Math.min(p.end, g.end) - g.start) / 1000 },
+          bad ? undefined : why,
+        );
       }
       if (g.end > g.start) active.push(g);
       for (let j = naiveActive.length - 1; j >= 0; j--) if (naiveActive[j].naiveEnd <= g.start + opts.tolUs) naiveActive.splice(j, 1);
@@ -342,13 +383,25 @@ function check(workerHistories, events, options, truth = null) {
       const expiry = p.truth && p.truth.endBy === 'expire' ? p.truth.end : p.start + p.ttl * 1000;
       // (a lease holder's key was renewed until its death: its expiry is known from truth only)
       const plain = p.op === 'try' || p.op === 'wait';
-      if ((plain || (p.truth && p.truth.endBy === 'expire')) && pw.death !== undefined && p.call.relT === undefined && pw.death < expiry && g.op !== 'try' && g.call.callT < expiry) {
+      if (
+        (plain || (p.truth && p.truth.endBy === 'expire')) &&
+        pw.death !== undefined &&
+        p.call.relT === undefined &&
+        pw.death < expiry &&
+        g.op !== 'try' &&
+        g.call.callT < expiry
+      ) {
         takeovers.push((g.start - expiry) / 1000);
       }
       // handoff stall: how long a waiter still waited after the lock became free
       if (g.op !== 'try' && !g.imm && (plain || p.call.reld)) {
-        const released = p.call.reld && p.call.reld.result === 'released' || (p.call.reld && p.call.reld.result === 'using');
-        const avail = p.truth && Number.isFinite(p.truth.end) && p.truth.endBy !== 'gap' ? p.truth.end : released ? p.call.reld.t : p.start + p.ttl * 1000;
+        const released = (p.call.reld && p.call.reld.result === 'released') || (p.call.reld && p.call.reld.result === 'using');
+        const avail =
+          p.truth && Number.isFinite(p.truth.end) && p.truth.endBy !== 'gap'
+            ? p.truth.end
+            : released
+              ? p.call.reld.t
+              : p.start + p.ttl * 1000;
         const stall = (g.start - Math.max(avail, g.call.callT)) / 1000;
         if (stall > 0) {
           stalls.push(stall);
@@ -362,7 +415,12 @@ function check(workerHistories, events, options, truth = null) {
   const byIdx = new Map();
   for (const g of grants) {
     const other = byIdx.get(g.idx);
-    if (other) flag('duplicate-token', { idx: g.idx, first: describe(other), second: describe(g) }, lostBetween(Math.min(other.start, g.start), Math.max(other.start, g.start)) ? 'data-loss' : undefined);
+    if (other)
+      flag(
+        'duplicate-token',
+        { idx: g.idx, first: describe(other), second: describe(g) },
+        lostBetween(Math.min(other.start, g.start), Math.max(other.start, g.start)) ? 'data-loss' : undefined,
+      );
     else byIdx.set(g.idx, g);
   }
   // orphan grants: indexes Redis issued (INCR) whose grant no client recorded
@@ -378,7 +436,11 @@ function check(workerHistories, events, options, truth = null) {
   for (let i = 1; i < samples.length; i++) {
     if (samples[i].v < samples[i - 1].v) {
       counterResets += 1;
-      flag('counter-reset', { fromV: samples[i - 1].v, toV: samples[i].v, atUs: samples[i].t }, lostBetween(samples[i - 1].t, samples[i].t) ? 'data-loss' : undefined);
+      flag(
+        'counter-reset',
+        { fromV: samples[i - 1].v, toV: samples[i].v, atUs: samples[i].t },
+        lostBetween(samples[i - 1].t, samples[i].t) ? 'data-loss' : undefined,
+      );
     }
   }
 
@@ -409,9 +471,12 @@ function check(workerHistories, events, options, truth = null) {
     const aborted = call.abortT !== undefined && call.err && call.err.code === 'ERR_ABORTED';
     if (call.err) {
       errors[call.err.code] = (errors[call.err.code] || 0) + 1;
-      if (!aborted && !inFault(call.callT, outcome.t)) spuriousErrors.push({ w: call.w, c: call.c, op: call.op, code: call.err.code, msg: call.err.msg });
-      if (call.err.code === undefined || call.err.code === 'ERR_INTERNAL') flag('bad-error', { w: call.w, c: call.c, op: call.op, msg: call.err.msg });
-      if (call.err.code === 'ERR_ABORTED' && call.abortT === undefined) flag('bad-error', { w: call.w, c: call.c, op: call.op, msg: `ERR_ABORTED without an abort: ${call.err.msg}` });
+      if (!aborted && !inFault(call.callT, outcome.t))
+        spuriousErrors.push({ w: call.w, c: call.c, op: call.op, code: call.err.code, msg: call.err.msg });
+      if (call.err.code === undefined || call.err.code === 'ERR_INTERNAL')
+        flag('bad-error', { w: call.w, c: call.c, op: call.op, msg: call.err.msg });
+      if (call.err.code === 'ERR_ABORTED' && call.abortT === undefined)
+        flag('bad-error', { w: call.w, c: call.c, op: call.op, msg: `ERR_ABORTED without an abort: ${call.err.msg}` });
     }
     if (call.abortT !== undefined && outcome.t >= call.abortT) {
       aborts += 1;
@@ -481,7 +546,14 @@ function check(workerHistories, events, options, truth = null) {
   const count = (list, kind) => list.filter((v) => v.kind === kind).length;
   if (truthInfo) {
     truthInfo.checkedBeliefs = grants.filter((g) => g.truth).length;
-    truthInfo.learnLagMs = learnLags.length ? { p50: round(percentile(learnLags, 50)), p99: round(percentile(learnLags, 99)), max: round(learnLags[learnLags.length - 1]), minUs: Math.round(learnLags[0] * 1000) } : null;
+    truthInfo.learnLagMs = learnLags.length
+      ? {
+          p50: round(percentile(learnLags, 50)),
+          p99: round(percentile(learnLags, 99)),
+          max: round(learnLags[learnLags.length - 1]),
+          minUs: Math.round(learnLags[0] * 1000),
+        }
+      : null;
     truthInfo.minClaimMarginMs = Number.isFinite(minClaimMarginMs) ? round(minClaimMarginMs) : null;
     // waited grants whose claim exceeded Redis's expiry by more than the tolerance although the
     // holder was not frozen (they were released before it mattered, or they would be violations)
@@ -524,7 +596,9 @@ function check(workerHistories, events, options, truth = null) {
     aborts,
     maxAbortMs: Number.isFinite(maxAbortMs) ? round(maxAbortMs) : null,
     faultTimings,
-    recoveryMs: recoveries.length ? { median: round(percentile(recoveries, 50)), max: round(recoveries[recoveries.length - 1]), faults: recoveries.length } : null,
+    recoveryMs: recoveries.length
+      ? { median: round(percentile(recoveries, 50)), max: round(recoveries[recoveries.length - 1]), faults: recoveries.length }
+      : null,
     errors,
     spuriousErrors: spuriousErrors.length,
     spuriousErrorSamples: spuriousErrors.slice(0, 5),

@@ -68,7 +68,34 @@ process.on('uncaughtException', (err) => {
 // Values
 
 const UNICODE = ['é', 'ß', '中文', '😀', '👩‍👩‍👧', 'ﷺ', 'עברית', '\u0301', '\u200b', '\ufeff', '\uffff', '𝔘', 'İ'];
-const NASTY = ['"', "'", '`', ']]', '[[', ']=]', '--', '\\', '\0', '\r\n', '\n', '%s', '${x}', 'KEYS[1]', 'ARGV[1]', '*', '?', '{', '}', ':', ' ', '__proto__', 'constructor', '\uD800', '\uDFFF', '\uDC00\uD800'];
+const NASTY = [
+  '"',
+  "'",
+  '`',
+  ']]',
+  '[[',
+  ']=]',
+  '--',
+  '\\',
+  '\0',
+  '\r\n',
+  '\n',
+  '%s',
+  '${x}',
+  'KEYS[1]',
+  'ARGV[1]',
+  '*',
+  '?',
+  '{',
+  '}',
+  ':',
+  ' ',
+  '__proto__',
+  'constructor',
+  '\uD800',
+  '\uDFFF',
+  '\uDC00\uD800',
+];
 
 function randomString(maxLen = 24) {
   const n = rnd.int(0, maxLen);
@@ -83,7 +110,32 @@ function randomString(maxLen = 24) {
   return s;
 }
 
-const NUMBERS = [0, -0, 1, -1, 2, 0.5, -0.5, 1.5, NaN, Infinity, -Infinity, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 53, 2 ** 53 - 1, -(2 ** 53), 2 ** 64, 1e21, 1e-7, 5e-324, Number.MAX_VALUE, -Number.MAX_VALUE, Number.EPSILON];
+const NUMBERS = [
+  0,
+  -0,
+  1,
+  -1,
+  2,
+  0.5,
+  -0.5,
+  1.5,
+  NaN,
+  Infinity,
+  -Infinity,
+  2 ** 31 - 1,
+  2 ** 31,
+  2 ** 32,
+  2 ** 53,
+  2 ** 53 - 1,
+  -(2 ** 53),
+  2 ** 64,
+  1e21,
+  1e-7,
+  5e-324,
+  Number.MAX_VALUE,
+  -Number.MAX_VALUE,
+  Number.EPSILON,
+];
 
 function randomNumber() {
   const r = rnd();
@@ -101,35 +153,77 @@ function hostileObject() {
   };
   switch (r) {
     case 0: // throwing getters on the names the API reads
-      return Object.defineProperties({}, Object.fromEntries(['id', 'index', 'redis', 'namespace', 'signal', 'waitMs', 'renewEveryMs', 'maxHoldMs', 'aborted', 'addEventListener', 'then', 'url', 'host', 'port', 'options', 'address', 'duplicate', 'socket', 'connectTimeout', 'commandTimeout', 'ttlMs', 'every']
-        .map((k) => [k, { get: boom, enumerable: true }])));
+      return Object.defineProperties(
+        {},
+        Object.fromEntries(
+          [
+            'id',
+            'index',
+            'redis',
+            'namespace',
+            'signal',
+            'waitMs',
+            'renewEveryMs',
+            'maxHoldMs',
+            'aborted',
+            'addEventListener',
+            'then',
+            'url',
+            'host',
+            'port',
+            'options',
+            'address',
+            'duplicate',
+            'socket',
+            'connectTimeout',
+            'commandTimeout',
+            'ttlMs',
+            'every',
+          ].map((k) => [k, { get: boom, enumerable: true }]),
+        ),
+      );
     case 1: // a Proxy that throws on every trap
-      return new Proxy({}, { get: boom, has: boom, ownKeys: boom, getOwnPropertyDescriptor: boom, getPrototypeOf: boom, set: boom, apply: boom });
-    case 2: { // a revoked Proxy
+      return new Proxy(
+        {},
+        { get: boom, has: boom, ownKeys: boom, getOwnPropertyDescriptor: boom, getPrototypeOf: boom, set: boom, apply: boom },
+      );
+    case 2: {
+      // a revoked Proxy
       const { proxy, revoke } = Proxy.revocable({}, {});
       revoke();
       return proxy;
     }
     case 3: // toString/valueOf/toPrimitive that throw
       return { toString: boom, valueOf: boom, [Symbol.toPrimitive]: boom };
-    case 4: { // a Proxy that answers every property with a random (but stable) value
+    case 4: {
+      // a Proxy that answers every property with a random (but stable) value
       const seen = new Map();
-      return new Proxy({}, {
-        get: (t, k) => {
-          if (k === 'then') return undefined;
-          if (!seen.has(k)) seen.set(k, plausibleOrRandom(1));
-          return seen.get(k);
+      return new Proxy(
+        {},
+        {
+          get: (t, k) => {
+            if (k === 'then') return undefined;
+            if (!seen.has(k)) seen.set(k, plausibleOrRandom(1));
+            return seen.get(k);
+          },
         },
-      });
+      );
     }
     case 5: // a throwing thenable
       return { then: boom };
     case 6: // a fake AbortSignal whose listener registration throws
       return { aborted: false, addEventListener: boom, reason: undefined };
-    case 7: // a lock-shaped object whose index getter throws the second time
-    {
+    case 7: {
+      // a lock-shaped object whose index getter throws the second time
       let n = 0;
-      return { id: 'a', get index() { n += 1; if (n > 1) boom(); return 1; } };
+      return {
+        id: 'a',
+        get index() {
+          n += 1;
+          if (n > 1) boom();
+          return 1;
+        },
+      };
     }
     case 8: // a huge array
       return new Array(rnd.int(0, 100000));
@@ -141,20 +235,60 @@ function hostileObject() {
 function randomValue(depth = 0) {
   const r = rnd.int(0, 19);
   switch (r) {
-    case 0: return undefined;
-    case 1: return null;
-    case 2: return rnd.chance(0.5);
-    case 3: case 4: return randomNumber();
-    case 5: return rnd.pick([0n, 1n, -1n, 2n ** 64n, 10n ** 30n, BigInt(rnd.int(0, 1000))]);
-    case 6: case 7: return randomString();
-    case 8: return rnd.chance(0.9) ? 'x'.repeat(rnd.pick([65535, 65536, 65537])) : 'y'.repeat(1 << 20);
-    case 9: return Symbol(randomString(5));
-    case 10: return rnd.pick([() => {}, async () => {}, function named() { return this; }, class K {}]);
-    case 11: return depth > 2 ? {} : Object.fromEntries(Array.from({ length: rnd.int(0, 4) }, () => [rnd.pick(['id', 'index', 'ttl', 'signal', 'waitMs', 'redis', 'namespace', randomString(6)]), randomValue(depth + 1)]));
-    case 12: return depth > 2 ? [] : Array.from({ length: rnd.int(0, 4) }, () => randomValue(depth + 1));
-    case 13: return rnd.pick([new Date(), /re/g, new Map(), new Set(), Buffer.from('ab'), new Uint8Array(3), new Error('plain'), Object.create(null), Promise.resolve(1)]);
-    case 14: return rnd.chance(0.5) ? AbortSignal.abort(new Boom('abort reason')) : new AbortController().signal;
-    default: return hostileObject();
+    case 0:
+      return undefined;
+    case 1:
+      return null;
+    case 2:
+      return rnd.chance(0.5);
+    case 3:
+    case 4:
+      return randomNumber();
+    case 5:
+      return rnd.pick([0n, 1n, -1n, 2n ** 64n, 10n ** 30n, BigInt(rnd.int(0, 1000))]);
+    case 6:
+    case 7:
+      return randomString();
+    case 8:
+      return rnd.chance(0.9) ? 'x'.repeat(rnd.pick([65535, 65536, 65537])) : 'y'.repeat(1 << 20);
+    case 9:
+      return Symbol(randomString(5));
+    case 10:
+      return rnd.pick([
+        () => {},
+        async () => {},
+        function named() {
+          return this;
+        },
+        class K {},
+      ]);
+    case 11:
+      return depth > 2
+        ? {}
+        : Object.fromEntries(
+            Array.from({ length: rnd.int(0, 4) }, () => [
+              rnd.pick(['id', 'index', 'ttl', 'signal', 'waitMs', 'redis', 'namespace', randomString(6)]),
+              randomValue(depth + 1),
+            ]),
+          );
+    case 12:
+      return depth > 2 ? [] : Array.from({ length: rnd.int(0, 4) }, () => randomValue(depth + 1));
+    case 13:
+      return rnd.pick([
+        new Date(),
+        /re/g,
+        new Map(),
+        new Set(),
+        Buffer.from('ab'),
+        new Uint8Array(3),
+        new Error('plain'),
+        Object.create(null),
+        Promise.resolve(1),
+      ]);
+    case 14:
+      return rnd.chance(0.5) ? AbortSignal.abort(new Boom('abort reason')) : new AbortController().signal;
+    default:
+      return hostileObject();
   }
 }
 
@@ -186,7 +320,8 @@ function plausibleLeaseOptions() {
   if (rnd.chance(0.7)) o.waitMs = plausibleOrRandom(0, () => rnd.int(1, 300));
   if (rnd.chance(0.2)) o.renewEveryMs = plausibleOrRandom(0, () => rnd.int(1, 1000));
   if (rnd.chance(0.2)) o.maxHoldMs = plausibleOrRandom(0, () => rnd.int(1, 1000));
-  if (rnd.chance(0.3)) o.signal = plausibleOrRandom(0, () => (rnd.chance(0.5) ? AbortSignal.timeout(rnd.int(1, 200)) : AbortSignal.abort()));
+  if (rnd.chance(0.3))
+    o.signal = plausibleOrRandom(0, () => (rnd.chance(0.5) ? AbortSignal.timeout(rnd.int(1, 200)) : AbortSignal.abort()));
   return o;
 }
 
@@ -196,18 +331,40 @@ function randomRedisOption() {
   const d = args.deadPort;
   const r = rnd.int(0, 14);
   switch (r) {
-    case 0: case 1: case 2: return args.url;
-    case 3: return { host: '127.0.0.1', port: p };
-    case 4: return { socket: { host: '127.0.0.1', port: p } };
-    case 5: return { url: args.url, db: rnd.pick([0, 1, 15, -1, 'x', 1.5]) };
-    case 6: return `redis://127.0.0.1:${d}`; // nothing listens: ERR_REDIS
-    case 7: return { address: `127.0.0.1:${p}`, options: {}, selected_db: rnd.pick([undefined, 0, 3]) }; // node-redis 3 lookalike
-    case 8: return { duplicate() {}, options: { host: '127.0.0.1', port: p, password: rnd.pick([undefined, 'pw', '']) } }; // ioredis lookalike
-    case 9: return rnd.pick(['', 'redis://', 'http://127.0.0.1', 'redis://127.0.0.1:notaport', `redis://:secret@127.0.0.1:${p}/x`, 'redis://[::1', 'unix:', `redis://127.0.0.1:${p}/99999999999999999999`, 'redis+unix:///nonexistent/redis.sock',
-      // TLS to the plain-text server: the handshake gets no answer (like a black-holed server)
-      ...(args.tls === false ? [] : [`rediss://127.0.0.1:${p}`])]);
-    case 10: return { host: randomValue(), port: randomValue() };
-    default: return randomValue();
+    case 0:
+    case 1:
+    case 2:
+      return args.url;
+    case 3:
+      return { host: '127.0.0.1', port: p };
+    case 4:
+      return { socket: { host: '127.0.0.1', port: p } };
+    case 5:
+      return { url: args.url, db: rnd.pick([0, 1, 15, -1, 'x', 1.5]) };
+    case 6:
+      return `redis://127.0.0.1:${d}`; // nothing listens: ERR_REDIS
+    case 7:
+      return { address: `127.0.0.1:${p}`, options: {}, selected_db: rnd.pick([undefined, 0, 3]) }; // node-redis 3 lookalike
+    case 8:
+      return { duplicate() {}, options: { host: '127.0.0.1', port: p, password: rnd.pick([undefined, 'pw', '']) } }; // ioredis lookalike
+    case 9:
+      return rnd.pick([
+        '',
+        'redis://',
+        'http://127.0.0.1',
+        'redis://127.0.0.1:notaport',
+        `redis://:secret@127.0.0.1:${p}/x`,
+        'redis://[::1',
+        'unix:',
+        `redis://127.0.0.1:${p}/99999999999999999999`,
+        'redis+unix:///nonexistent/redis.sock',
+        // TLS to the plain-text server: the handshake gets no answer (like a black-holed server)
+        ...(args.tls === false ? [] : [`rediss://127.0.0.1:${p}`]),
+      ]);
+    case 10:
+      return { host: randomValue(), port: randomValue() };
+    default:
+      return randomValue();
   }
 }
 
@@ -267,7 +424,15 @@ function errorCodeOk(err, method, how) {
     // The caller's own error (a throwing getter, a revoked Proxy) must come back as
     // ERR_INVALID_ARG (or unchanged), never as "a bug in redfour-native".
     stats.userErrorAsInternal += 1;
-    violate('user-error-as-ERR_INTERNAL', { method, how, message: String(err.message).slice(0, 200), stack: String(err.cause && err.cause.stack).split('\n').slice(1, 9).join(' / ') });
+    violate('user-error-as-ERR_INTERNAL', {
+      method,
+      how,
+      message: String(err.message).slice(0, 200),
+      stack: String(err.cause && err.cause.stack)
+        .split('\n')
+        .slice(1, 9)
+        .join(' / '),
+    });
     return;
   }
   if (!(err instanceof Error)) {
@@ -275,10 +440,23 @@ function errorCodeOk(err, method, how) {
     return;
   }
   if (!CODES.has(err.code)) {
-    violate('undocumented-code', { method, how, code: err.code, name: err.name, message: String(err.message).slice(0, 300), stack: String(err.stack).split('\n').slice(1, 9).join(' / ') });
+    violate('undocumented-code', {
+      method,
+      how,
+      code: err.code,
+      name: err.name,
+      message: String(err.message).slice(0, 300),
+      stack: String(err.stack).split('\n').slice(1, 9).join(' / '),
+    });
     return;
   }
-  if (err.code === 'ERR_INTERNAL') violate('ERR_INTERNAL', { method, how, message: String(err.message).slice(0, 300), cause: String(err.cause && err.cause.stack).slice(0, 300) });
+  if (err.code === 'ERR_INTERNAL')
+    violate('ERR_INTERNAL', {
+      method,
+      how,
+      message: String(err.message).slice(0, 300),
+      cause: String(err.cause && err.cause.stack).slice(0, 300),
+    });
 }
 
 function checkResult(method, value) {
@@ -302,19 +480,21 @@ function safeJson(v) {
 }
 
 function describeArgs(list) {
-  return list.map((a) => {
-    try {
-      if (typeof a === 'string') return a.length > 40 ? `string(${a.length})` : JSON.stringify(a);
-      if (typeof a === 'bigint') return `${a}n`;
-      if (typeof a === 'function') return 'function';
-      if (typeof a === 'symbol') return 'symbol';
-      if (a === null || typeof a !== 'object') return String(a);
-      if (Array.isArray(a)) return `array(${a.length})`;
-      return `object(${Object.keys(a).slice(0, 5).join(',')})`;
-    } catch {
-      return 'hostile object';
-    }
-  }).join(', ');
+  return list
+    .map((a) => {
+      try {
+        if (typeof a === 'string') return a.length > 40 ? `string(${a.length})` : JSON.stringify(a);
+        if (typeof a === 'bigint') return `${a}n`;
+        if (typeof a === 'function') return 'function';
+        if (typeof a === 'symbol') return 'symbol';
+        if (a === null || typeof a !== 'object') return String(a);
+        if (Array.isArray(a)) return `array(${a.length})`;
+        return `object(${Object.keys(a).slice(0, 5).join(',')})`;
+      } catch {
+        return 'hostile object';
+      }
+    })
+    .join(', ');
 }
 
 /** Tracks one call's outcome; `waits` calls may legitimately stay pending until their Lock closes. */
@@ -322,22 +502,24 @@ function track(method, argList, promise, waits) {
   const started = Date.now();
   const entry = { method, args: describeArgs(argList), started, waits, lock: currentLock ? lockInfo.get(currentLock) : undefined };
   pending.add(entry);
-  entry.promise = Promise.resolve(promise).then(
-    (value) => {
-      stats.resolved += 1;
-      checkResult(method, value);
-      return value;
-    },
-    (err) => {
-      const code = (err && err.code) || (err instanceof Boom ? 'Boom' : 'none');
-      stats.rejected[code] = (stats.rejected[code] || 0) + 1;
-      errorCodeOk(err, method, 'rejection');
-    },
-  ).finally(() => {
-    entry.settledAfter = Date.now() - started;
-    if (!waits && entry.settledAfter > SETTLE_MS) violate('slow', { method, args: entry.args, ms: entry.settledAfter, lock: entry.lock });
-    pending.delete(entry);
-  });
+  entry.promise = Promise.resolve(promise)
+    .then(
+      (value) => {
+        stats.resolved += 1;
+        checkResult(method, value);
+        return value;
+      },
+      (err) => {
+        const code = (err && err.code) || (err instanceof Boom ? 'Boom' : 'none');
+        stats.rejected[code] = (stats.rejected[code] || 0) + 1;
+        errorCodeOk(err, method, 'rejection');
+      },
+    )
+    .finally(() => {
+      entry.settledAfter = Date.now() - started;
+      if (!waits && entry.settledAfter > SETTLE_MS) violate('slow', { method, args: entry.args, ms: entry.settledAfter, lock: entry.lock });
+      pending.delete(entry);
+    });
   return entry.promise;
 }
 
@@ -382,7 +564,13 @@ function viaPromise(method, argList, invoke, waits) {
   } catch (err) {
     // The lock methods never throw synchronously (they reject); elect/schedule construct objects and may.
     stats.thrown[(err && err.code) || 'none'] = (stats.thrown[(err && err.code) || 'none'] || 0) + 1;
-    if (!['elect', 'schedule', 'new Lock'].includes(method)) violate('sync-throw', { method, args: describeArgs(argList), code: err && err.code, message: String(err && err.message).slice(0, 200) });
+    if (!['elect', 'schedule', 'new Lock'].includes(method))
+      violate('sync-throw', {
+        method,
+        args: describeArgs(argList),
+        code: err && err.code,
+        message: String(err && err.message).slice(0, 200),
+      });
     errorCodeOk(err, method, 'sync-throw');
     return undefined;
   }
@@ -397,13 +585,31 @@ function viaPromise(method, argList, invoke, waits) {
 function randomRoutine() {
   const r = rnd.int(0, 6);
   switch (r) {
-    case 0: return () => 'sync value';
-    case 1: return async () => { await sleep(rnd.int(0, 5)); return 42; };
-    case 2: return () => { throw new Boom('routine'); };
-    case 3: return async () => { throw new Boom('async routine'); };
-    case 4: return async (signal, held) => { void held.remainingMs; void held.index; return signal.aborted; };
-    case 5: return async (signal, held) => (held && typeof held.release === 'function' ? held.release() : null);
-    default: return () => ({ then: (ok) => ok('thenable') });
+    case 0:
+      return () => 'sync value';
+    case 1:
+      return async () => {
+        await sleep(rnd.int(0, 5));
+        return 42;
+      };
+    case 2:
+      return () => {
+        throw new Boom('routine');
+      };
+    case 3:
+      return async () => {
+        throw new Boom('async routine');
+      };
+    case 4:
+      return async (signal, held) => {
+        void held.remainingMs;
+        void held.index;
+        return signal.aborted;
+      };
+    case 5:
+      return async (signal, held) => (held && typeof held.release === 'function' ? held.release() : null);
+    default:
+      return () => ({ then: (ok) => ok('thenable') });
   }
 }
 
@@ -470,7 +676,9 @@ function oneCall() {
     case 'waitAcquireLock': {
       list = [plausibleOrRandom(0, plausibleId), plausibleOrRandom(0, plausibleTtl), plausibleOrRandom(0, plausibleWait)];
       if (rnd.chance(0.3)) {
-        const options = plausibleOrRandom(0, () => ({ signal: rnd.chance(0.5) ? AbortSignal.timeout(rnd.int(1, 100)) : AbortSignal.abort() }));
+        const options = plausibleOrRandom(0, () => ({
+          signal: rnd.chance(0.5) ? AbortSignal.timeout(rnd.int(1, 100)) : AbortSignal.abort(),
+        }));
         // A function in the options position is the callback (waitAcquireLock(id, ttl, wait, cb)).
         list.push(typeof options === 'function' ? undefined : options);
       }
@@ -504,19 +712,27 @@ function oneCall() {
       invoke = () => {
         const p = lock.acquire(...list);
         // Held locks are released now, later, or never (the renewal then runs until close()).
-        p.then((held) => {
-          const r = rnd();
-          if (r < 0.5) track('HeldLock.release', [], held.release(), false);
-          else if (r < 0.7) setTimeout(() => track('HeldLock.release', [], held.release(), false), rnd.int(0, 200));
-          else if (r < 0.8) track('HeldLock.asyncDispose', [], held[Symbol.asyncDispose](), false);
-          void held.remainingMs;
-          void held.signal.aborted;
-        }, () => {});
+        p.then(
+          (held) => {
+            const r = rnd();
+            if (r < 0.5) track('HeldLock.release', [], held.release(), false);
+            else if (r < 0.7) setTimeout(() => track('HeldLock.release', [], held.release(), false), rnd.int(0, 200));
+            else if (r < 0.8) track('HeldLock.asyncDispose', [], held[Symbol.asyncDispose](), false);
+            void held.remainingMs;
+            void held.signal.aborted;
+          },
+          () => {},
+        );
         return p;
       };
       break;
     case 'using':
-      list = [plausibleOrRandom(0, plausibleId), plausibleOrRandom(0, plausibleTtl), rnd.chance(0.9) ? randomRoutine() : randomValue(), plausibleLeaseOptions()];
+      list = [
+        plausibleOrRandom(0, plausibleId),
+        plausibleOrRandom(0, plausibleTtl),
+        rnd.chance(0.9) ? randomRoutine() : randomValue(),
+        plausibleLeaseOptions(),
+      ];
       waits = true;
       invoke = () => lock.using(...list);
       break;
@@ -533,12 +749,21 @@ function oneCall() {
       return;
     }
     case 'runOnce':
-      list = [plausibleOrRandom(0, () => randomString(8) || 'job'), plausibleOrRandom(0, () => rnd.pick([1000, 60000, '* * * * *', { every: 5000 }])), rnd.chance(0.9) ? randomRoutine() : randomValue(), plausibleOrRandom(0, () => ({}))];
+      list = [
+        plausibleOrRandom(0, () => randomString(8) || 'job'),
+        plausibleOrRandom(0, () => rnd.pick([1000, 60000, '* * * * *', { every: 5000 }])),
+        rnd.chance(0.9) ? randomRoutine() : randomValue(),
+        plausibleOrRandom(0, () => ({})),
+      ];
       waits = true;
       invoke = () => lock.runOnce(...list);
       break;
     case 'schedule': {
-      list = [plausibleOrRandom(0, () => randomString(8) || 'job'), plausibleOrRandom(0, () => rnd.pick([1000, 60000, '* * * * *'])), rnd.chance(0.9) ? randomRoutine() : randomValue()];
+      list = [
+        plausibleOrRandom(0, () => randomString(8) || 'job'),
+        plausibleOrRandom(0, () => rnd.pick([1000, 60000, '* * * * *'])),
+        rnd.chance(0.9) ? randomRoutine() : randomValue(),
+      ];
       try {
         const s = lock.schedule(...list);
         if (s && s.on) s.on('error', () => {});
@@ -575,7 +800,12 @@ function newLock(mustSucceed = false) {
       if (typeof options.redis === 'string' && options.redis.startsWith('rediss://')) options.connectTimeout = rnd.int(50, 500);
       if (rnd.chance(0.05)) {
         const throwOn = rnd.pick(['redis', 'namespace', 'connectTimeout', 'commandTimeout', 'none']);
-        options = new Proxy(options, { get: (t, k) => { if (k === throwOn) throw new Boom('options proxy'); return t[k]; } });
+        options = new Proxy(options, {
+          get: (t, k) => {
+            if (k === throwOn) throw new Boom('options proxy');
+            return t[k];
+          },
+        });
       }
     }
   }
@@ -588,7 +818,8 @@ function newLock(mustSucceed = false) {
       track('close', [], old.close(), false);
     }
   } catch (err) {
-    stats.thrown[(err && err.code) || (err instanceof Boom ? 'Boom' : 'none')] = (stats.thrown[(err && err.code) || (err instanceof Boom ? 'Boom' : 'none')] || 0) + 1;
+    stats.thrown[(err && err.code) || (err instanceof Boom ? 'Boom' : 'none')] =
+      (stats.thrown[(err && err.code) || (err instanceof Boom ? 'Boom' : 'none')] || 0) + 1;
     if (mustSucceed) violate('constructor-failed', { message: String(err && err.message).slice(0, 200) });
     errorCodeOk(err, 'new Lock', 'sync-throw');
   }
@@ -615,7 +846,12 @@ async function round(n) {
   locks = [];
   const all = Promise.allSettled([...pending].map((e) => e.promise));
   let timer;
-  const timedOut = await Promise.race([all.then(() => false), new Promise((r) => { timer = setTimeout(r, SETTLE_MS, true); })]);
+  const timedOut = await Promise.race([
+    all.then(() => false),
+    new Promise((r) => {
+      timer = setTimeout(r, SETTLE_MS, true);
+    }),
+  ]);
   clearTimeout(timer);
   if (timedOut) {
     for (const e of pending) violate('hang', { method: e.method, args: e.args, pendingMs: Date.now() - e.started, lock: e.lock });

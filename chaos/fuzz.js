@@ -20,13 +20,21 @@ async function runFuzz({ calls = 100000, seed = Date.now() % 1e9, timeoutMs, rou
   try {
     const env = { ...process.env };
     delete env.NODE_TEST_CONTEXT;
-    const child = fork(path.join(__dirname, 'fuzz-child.js'), [JSON.stringify({ url: server.url, port: server.port, deadPort, calls, seed, roundSize, settleMs, tls })], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      env,
-    });
+    const child = fork(
+      path.join(__dirname, 'fuzz-child.js'),
+      [JSON.stringify({ url: server.url, port: server.port, deadPort, calls, seed, roundSize, settleMs, tls })],
+      {
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+        env,
+      },
+    );
     let output = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => { output = (output + d).slice(-20000); });
-    child.stderr.setEncoding('utf8').on('data', (d) => { output = (output + d).slice(-20000); });
+    child.stdout.setEncoding('utf8').on('data', (d) => {
+      output = (output + d).slice(-20000);
+    });
+    child.stderr.setEncoding('utf8').on('data', (d) => {
+      output = (output + d).slice(-20000);
+    });
     let report = null;
     child.on('message', (m) => {
       if (m && (m.type === 'report' || m.type === 'fatal')) report = m;
@@ -34,7 +42,9 @@ async function runFuzz({ calls = 100000, seed = Date.now() % 1e9, timeoutMs, rou
     let timer;
     const exit = await Promise.race([
       new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
-      new Promise((resolve) => { timer = setTimeout(() => resolve(null), limit); }),
+      new Promise((resolve) => {
+        timer = setTimeout(() => resolve(null), limit);
+      }),
     ]);
     clearTimeout(timer);
     if (exit === null) {
@@ -65,25 +75,32 @@ if (require.main === module) {
   };
   const calls = Number(opt('--calls', 100000));
   const seed = Number(opt('--seed', Date.now() % 1e9));
-  runFuzz({ calls, seed, tls: !argv.includes('--no-tls') }).then((result) => {
-    const json = opt('--json', null);
-    if (json) fs.writeFileSync(json, JSON.stringify(result, null, 2));
-    const r = result.report || {};
-    const s = r.stats || {};
-    console.log(`fuzz: seed ${seed}, ${s.calls} calls in ${r.seconds} s: ${s.resolved} resolved, rejections ${JSON.stringify(s.rejected)}, sync throws ${JSON.stringify(s.thrown)}, ` +
-      `${s.callbacks} callbacks (${s.callbackThrows} threw, ${s.uncaughtCallbackBooms} surfaced as uncaughtException), ` +
-      `user errors passed through ${s.userErrorPassedThrough}, user errors reported as ERR_INTERNAL ${s.userErrorAsInternal}, RSS ${r.rssMb} MB`);
-    if (r.findings && r.findings.length) console.log('findings:', JSON.stringify(r.findings.slice(0, 5), null, 1));
-    if (!result.ok) {
-      console.log('FAIL:', result.problems || result.problem);
-      console.log(JSON.stringify((result.violations || []).slice(0, 20), null, 1));
-      if (result.output) console.log(result.output.slice(-5000));
-      process.exitCode = 1;
-    } else {
-      console.log("ok: no crash, no unhandled rejection, no uncaught exception but our callbacks', no hang, every error carries a documented code");
-    }
-  }, (err) => {
-    console.error(err);
-    process.exitCode = 2;
-  });
+  runFuzz({ calls, seed, tls: !argv.includes('--no-tls') }).then(
+    (result) => {
+      const json = opt('--json', null);
+      if (json) fs.writeFileSync(json, JSON.stringify(result, null, 2));
+      const r = result.report || {};
+      const s = r.stats || {};
+      console.log(
+        `fuzz: seed ${seed}, ${s.calls} calls in ${r.seconds} s: ${s.resolved} resolved, rejections ${JSON.stringify(s.rejected)}, sync throws ${JSON.stringify(s.thrown)}, ` +
+          `${s.callbacks} callbacks (${s.callbackThrows} threw, ${s.uncaughtCallbackBooms} surfaced as uncaughtException), ` +
+          `user errors passed through ${s.userErrorPassedThrough}, user errors reported as ERR_INTERNAL ${s.userErrorAsInternal}, RSS ${r.rssMb} MB`,
+      );
+      if (r.findings && r.findings.length) console.log('findings:', JSON.stringify(r.findings.slice(0, 5), null, 1));
+      if (!result.ok) {
+        console.log('FAIL:', result.problems || result.problem);
+        console.log(JSON.stringify((result.violations || []).slice(0, 20), null, 1));
+        if (result.output) console.log(result.output.slice(-5000));
+        process.exitCode = 1;
+      } else {
+        console.log(
+          "ok: no crash, no unhandled rejection, no uncaught exception but our callbacks', no hang, every error carries a documented code",
+        );
+      }
+    },
+    (err) => {
+      console.error(err);
+      process.exitCode = 2;
+    },
+  );
 }

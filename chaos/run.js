@@ -63,9 +63,16 @@ async function pauseLoop(ctx, { everyMs = 4000, pauseMs = [1200, 2500] } = {}) {
 async function killClients(port, type) {
   if (type !== 'normal') return redisCmd(port, ['CLIENT', 'KILL', 'TYPE', type], { timeoutMs: 2000 });
   const list = await redisCmd(port, ['CLIENT', 'LIST', 'TYPE', 'normal'], { timeoutMs: 2000 });
-  const ids = list.split('\n').filter((l) => l.startsWith('id=') && !/ name=chaos-truth/.test(l)).map((l) => /^id=(\d+)/.exec(l)[1]);
+  const ids = list
+    .split('\n')
+    .filter((l) => l.startsWith('id=') && !/ name=chaos-truth/.test(l))
+    .map((l) => /^id=(\d+)/.exec(l)[1]);
   if (ids.length === 0) return 0;
-  const replies = await redisCall(port, ids.map((id) => ['CLIENT', 'KILL', 'ID', id]), { timeoutMs: 2000 });
+  const replies = await redisCall(
+    port,
+    ids.map((id) => ['CLIENT', 'KILL', 'ID', id]),
+    { timeoutMs: 2000 },
+  );
   return replies.filter((r) => r === 1).length;
 }
 
@@ -203,7 +210,12 @@ async function halfOpenLoop(ctx, { everyMs = [1500, 3000], boundMs = 4000 } = {}
   await ctx.sleep(1000);
   while (ctx.running()) {
     const wk = ctx.rnd.pick(ctx.liveWorkers());
-    const before = new Set(wk.proxy.connections().filter((c) => c.subscriber && !c.blackholed).map((c) => c.id));
+    const before = new Set(
+      wk.proxy
+        .connections()
+        .filter((c) => c.subscriber && !c.blackholed)
+        .map((c) => c.id),
+    );
     if (before.size === 0) {
       await ctx.sleep(50);
       continue;
@@ -451,11 +463,24 @@ async function runScenario(scenario, cli) {
     const w = nextWorker++;
     // Proxy scenarios: each worker gets a FaultProxy of its own, so a fault hits one worker.
     const proxy = scenario.proxy ? await FaultProxy.start({ port: server.port }) : null;
-    const args = { ...workerOptions, url: proxy ? proxy.url : workerOptions.url, worker: w, seed: (seed + w * 7919) >>> 0, log: path.join(dir, `worker-${w}.jsonl`) };
+    const args = {
+      ...workerOptions,
+      url: proxy ? proxy.url : workerOptions.url,
+      worker: w,
+      seed: (seed + w * 7919) >>> 0,
+      log: path.join(dir, `worker-${w}.jsonl`),
+    };
     const child = fork(WORKER, [JSON.stringify(args)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     const wk = { w, child, proxy, exited: false, lastHolding: 0, lastWaiting: 0, stderr: '' };
-    child.stderr.setEncoding('utf8').on('data', (d) => { wk.stderr = (wk.stderr + d).slice(-4000); });
-    wk.exit = new Promise((resolve) => child.once('exit', (code, signal) => { wk.exited = true; resolve({ code, signal }); }));
+    child.stderr.setEncoding('utf8').on('data', (d) => {
+      wk.stderr = (wk.stderr + d).slice(-4000);
+    });
+    wk.exit = new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        wk.exited = true;
+        resolve({ code, signal });
+      }),
+    );
     wk.ready = new Promise((resolve) => {
       child.on('message', (m) => {
         if (m.type === 'ready') resolve();
@@ -506,9 +531,13 @@ async function runScenario(scenario, cli) {
 
   const started = Date.now();
   await Promise.all(Array.from({ length: nWorkers }, () => spawnWorker()));
-  const stopTimer = setTimeout(() => { running = false; }, durationMs);
+  const stopTimer = setTimeout(() => {
+    running = false;
+  }, durationMs);
   let faultError = null;
-  await scenario.run(ctx).catch((err) => { faultError = err; });
+  await scenario.run(ctx).catch((err) => {
+    faultError = err;
+  });
   await new Promise((resolve) => {
     const tick = () => (running ? setTimeout(tick, 50) : resolve());
     tick();
@@ -518,15 +547,24 @@ async function runScenario(scenario, cli) {
 
   // Stop the workers and wait for their final records.
   for (const wk of ctx.liveWorkers()) {
-    try { wk.child.send({ cmd: 'stop' }); } catch { /* gone */ }
+    try {
+      wk.child.send({ cmd: 'stop' });
+    } catch {
+      /* gone */
+    }
   }
   const hung = [];
-  await Promise.all(ctx.liveWorkers().map(async (wk) => {
-    const t = setTimeout(() => { hung.push(wk.w); wk.child.kill('SIGKILL'); }, 25000);
-    const exit = await wk.exit;
-    clearTimeout(t);
-    wk.exitStatus = exit;
-  }));
+  await Promise.all(
+    ctx.liveWorkers().map(async (wk) => {
+      const t = setTimeout(() => {
+        hung.push(wk.w);
+        wk.child.kill('SIGKILL');
+      }, 25000);
+      const exit = await wk.exit;
+      clearTimeout(t);
+      wk.exitStatus = exit;
+    }),
+  );
   sampling = false;
   await sampler;
   for (const wk of workers.values()) if (wk.proxy) await wk.proxy.close();
@@ -540,13 +578,28 @@ async function runScenario(scenario, cli) {
   const sample = [];
   for (const key of keys) {
     const pttl = await redisCmd(server.port, ['PTTL', key]);
-    if (pttl === -1) { immortal += 1; sample.push(key); }
-    if (pttl > maxTtl) { overTtl += 1; sample.push(`${key} pttl ${pttl}`); }
+    if (pttl === -1) {
+      immortal += 1;
+      sample.push(key);
+    }
+    if (pttl > maxTtl) {
+      overTtl += 1;
+      sample.push(`${key} pttl ${pttl}`);
+    }
     longest = Math.max(longest, pttl);
   }
   await sleep(Math.min(longest, maxTtl) + 300);
   const left = (await redisCmd(server.port, ['KEYS', `${namespace}:*`])).filter((k) => !sample.includes(k));
-  runner.write({ k: 'keys', t: nowUs(), atStop: keys.length, immortal, overTtl, leftAfterTtl: left.length, sample: sample.slice(0, 5), sampleLeft: left.slice(0, 5) });
+  runner.write({
+    k: 'keys',
+    t: nowUs(),
+    atStop: keys.length,
+    immortal,
+    overTtl,
+    leftAfterTtl: left.length,
+    sample: sample.slice(0, 5),
+    sampleLeft: left.slice(0, 5),
+  });
   runner.close();
   const truthStats = await truth.stop();
 
@@ -578,17 +631,27 @@ async function runScenario(scenario, cli) {
 async function startTruth(port, namespace, log) {
   const child = fork(TRUTH, [JSON.stringify({ port, namespace, log })], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d) => { stderr = (stderr + d).slice(-4000); });
+  child.stderr.setEncoding('utf8').on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
   const exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   let stats = null;
-  child.on('message', (m) => { if (m && m.type === 'stopped') stats = m; });
+  child.on('message', (m) => {
+    if (m && m.type === 'stopped') stats = m;
+  });
   await new Promise((resolve, reject) => {
-    child.on('message', (m) => { if (m && m.type === 'ready') resolve(); });
+    child.on('message', (m) => {
+      if (m && m.type === 'ready') resolve();
+    });
     exit.then((e) => reject(new Error(`truth recorder exited (${JSON.stringify(e)}): ${stderr}`)));
   });
   return {
     async stop() {
-      try { child.send({ cmd: 'stop' }); } catch { /* gone */ }
+      try {
+        child.send({ cmd: 'stop' });
+      } catch {
+        /* gone */
+      }
       const timer = setTimeout(() => child.kill('SIGKILL'), 15000);
       const e = await exit;
       clearTimeout(timer);
@@ -616,10 +679,14 @@ function fmtErrors(errors) {
 }
 
 function markdownTable(rows) {
-  const head = '| scenario | fault | guarantee applies | ops | grants | checked against Redis | violations | documented-limit anomalies | token regressions | naive-belief overlaps | max waiter stall ms (quiet) | recovery ms median / max | errors |';
+  const head =
+    '| scenario | fault | guarantee applies | ops | grants | checked against Redis | violations | documented-limit anomalies | token regressions | naive-belief overlaps | max waiter stall ms (quiet) | recovery ms median / max | errors |';
   const sep = '| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- | --- |';
   const lines = rows.map((r) => {
-    const limits = Object.entries(r.limitsByKind || {}).map(([k, v]) => `${k} ${v}`).join(', ') || '0';
+    const limits =
+      Object.entries(r.limitsByKind || {})
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || '0';
     const rec = r.recoveryMs ? `${r.recoveryMs.median} / ${r.recoveryMs.max}` : 'n/a';
     const checked = r.truth ? r.truth.checkedBeliefs : 'n/a';
     return `| ${r.scenario} | ${r.fault} | ${r.guarantee ? 'yes' : `no: ${r.limit}`} | ${r.attempted} | ${r.grants} | ${checked} | **${r.violations}** | ${limits} | ${r.tokenRegressions + r.counterResets} | ${r.naiveOverlaps} | ${r.maxStallMs} (${r.maxQuietStallMs}) | ${rec} | ${fmtErrors(r.errors)} |`;
@@ -638,8 +705,12 @@ async function main() {
   for (const scenario of list) {
     const row = await runScenario(scenario, cli);
     rows.push(row);
-    const tr = row.truth ? `truth: ${row.truth.checkedBeliefs} checked, ${row.truth.gaps} gaps, learn lag ${JSON.stringify(row.truth.learnLagMs)}, unclaimed ${JSON.stringify(row.truth.unclaimedGrants)}; ` : 'no truth; ';
-    console.error(`${row.violations === 0 ? 'ok  ' : 'FAIL'} ${row.scenario}: ${tr}${row.attempted} ops, ${row.grants} grants, ${row.violations} violations, ${row.limits} limit anomalies (${JSON.stringify(row.limitsByKind)}), max stall ${row.maxStallMs} ms, recovery ${JSON.stringify(row.recoveryMs)}, errors ${fmtErrors(row.errors)} [${row.seconds} s]`);
+    const tr = row.truth
+      ? `truth: ${row.truth.checkedBeliefs} checked, ${row.truth.gaps} gaps, learn lag ${JSON.stringify(row.truth.learnLagMs)}, unclaimed ${JSON.stringify(row.truth.unclaimedGrants)}; `
+      : 'no truth; ';
+    console.error(
+      `${row.violations === 0 ? 'ok  ' : 'FAIL'} ${row.scenario}: ${tr}${row.attempted} ops, ${row.grants} grants, ${row.violations} violations, ${row.limits} limit anomalies (${JSON.stringify(row.limitsByKind)}), max stall ${row.maxStallMs} ms, recovery ${JSON.stringify(row.recoveryMs)}, errors ${fmtErrors(row.errors)} [${row.seconds} s]`,
+    );
     if (row.violations) console.error(JSON.stringify(row.examples, null, 1).slice(0, 4000));
   }
   const report = { seed: cli.seed, quick: cli.quick, node: process.version, rows };

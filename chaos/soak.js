@@ -142,7 +142,13 @@ async function main() {
     let t = Date.now();
     const c = await cycles(lock, CYCLES, async (done) => {
       const m = process.memoryUsage();
-      report.samples.push({ phase: 'cycles', done, rssMb: +(m.rss / 1048576).toFixed(1), heapUsedMb: +(m.heapUsed / 1048576).toFixed(1), s: (Date.now() - t) / 1000 });
+      report.samples.push({
+        phase: 'cycles',
+        done,
+        rssMb: +(m.rss / 1048576).toFixed(1),
+        heapUsedMb: +(m.heapUsed / 1048576).toFixed(1),
+        s: (Date.now() - t) / 1000,
+      });
       console.error(`cycles ${done}: rss ${(m.rss / 1048576).toFixed(1)} MB`);
     });
     report.cyclePhase = { ...c, seconds: (Date.now() - t) / 1000, perSecond: Math.round(c.done / ((Date.now() - t) / 1000)) };
@@ -153,7 +159,13 @@ async function main() {
     t = Date.now();
     const w = await timedOutWaits(lock, holder, WAITS, async (done) => {
       const m = process.memoryUsage();
-      report.samples.push({ phase: 'waits', done, rssMb: +(m.rss / 1048576).toFixed(1), heapUsedMb: +(m.heapUsed / 1048576).toFixed(1), s: (Date.now() - t) / 1000 });
+      report.samples.push({
+        phase: 'waits',
+        done,
+        rssMb: +(m.rss / 1048576).toFixed(1),
+        heapUsedMb: +(m.heapUsed / 1048576).toFixed(1),
+        s: (Date.now() - t) / 1000,
+      });
       console.error(`waits ${done}: rss ${(m.rss / 1048576).toFixed(1)} MB`);
     });
     report.waitPhase = { ...w, seconds: (Date.now() - t) / 1000 };
@@ -176,7 +188,8 @@ async function main() {
       }
     }
     for (const k of ['fds', 'sockets']) if (closed[k] !== before[k]) problems.push(`after close(): ${k} ${before[k]} -> ${closed[k]}`);
-    if (closed.redis.clients !== before.redis.clients) problems.push(`after close(): redis clients ${before.redis.clients} -> ${closed.redis.clients}`);
+    if (closed.redis.clients !== before.redis.clients)
+      problems.push(`after close(): redis clients ${before.redis.clients} -> ${closed.redis.clients}`);
     if (c.granted !== CYCLES) problems.push(`only ${c.granted} of ${CYCLES} cycles were granted`);
     if (w.timedOut !== WAITS) problems.push(`${w.granted} of ${WAITS} waits on held ids were granted`);
     // Memory: the second half of the cycle phase must not keep growing (a leak of even 100 bytes

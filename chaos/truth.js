@@ -52,13 +52,27 @@ function unrepr(s) {
     }
     const n = s[++i];
     switch (n) {
-      case 'n': out += '\n'; break;
-      case 'r': out += '\r'; break;
-      case 't': out += '\t'; break;
-      case 'a': out += '\x07'; break;
-      case 'b': out += '\b'; break;
-      case 'x': out += String.fromCharCode(parseInt(s.slice(i + 1, i + 3), 16)); i += 2; break;
-      default: out += n;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'a':
+        out += '\x07';
+        break;
+      case 'b':
+        out += '\b';
+        break;
+      case 'x':
+        out += String.fromCharCode(parseInt(s.slice(i + 1, i + 3), 16));
+        i += 2;
+        break;
+      default:
+        out += n;
     }
   }
   return out;
@@ -404,7 +418,9 @@ function recorderMain() {
   let lastLineT = null; // mono µs of the last line seen
   let downSince = null;
   let readyResolve;
-  const firstReady = new Promise((resolve) => { readyResolve = resolve; });
+  const firstReady = new Promise((resolve) => {
+    readyResolve = resolve;
+  });
 
   const connectMonitor = async () => {
     for (;;) {
@@ -496,7 +512,9 @@ function recorderMain() {
     })();
   };
 
-  const calTimer = setInterval(() => { calibrate().catch(() => {}); }, 500);
+  const calTimer = setInterval(() => {
+    calibrate().catch(() => {});
+  }, 500);
 
   (async () => {
     for (let i = 0; i < 20; i++) await calibrate();

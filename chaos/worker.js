@@ -186,10 +186,13 @@ async function opWait(c, id, kind = 'wait') {
   try {
     if (kind === 'abort') {
       const controller = new AbortController();
-      timer = setTimeout(() => {
-        rec({ k: 'abort', c });
-        controller.abort();
-      }, rnd.int(args.abortAfter[0], args.abortAfter[1]));
+      timer = setTimeout(
+        () => {
+          rec({ k: 'abort', c });
+          controller.abort();
+        },
+        rnd.int(args.abortAfter[0], args.abortAfter[1]),
+      );
       r = await lock.waitAcquireLock(id, ttl, wait, { signal: controller.signal });
     } else {
       r = await lock.waitAcquireLock(id, ttl, wait);
@@ -247,10 +250,13 @@ async function opLease(c, id, kind = 'lease') {
     const options = { waitMs: wait };
     if (kind === 'abort') {
       const controller = new AbortController();
-      timer = setTimeout(() => {
-        rec({ k: 'abort', c });
-        controller.abort();
-      }, rnd.int(args.abortAfter[0], args.abortAfter[1]));
+      timer = setTimeout(
+        () => {
+          rec({ k: 'abort', c });
+          controller.abort();
+        },
+        rnd.int(args.abortAfter[0], args.abortAfter[1]),
+      );
       options.signal = controller.signal;
     }
     held = await lock.acquire(id, ttl, options);
@@ -282,14 +288,19 @@ async function opUsing(c, id) {
   notifyWaiting(id);
   let granted = false;
   try {
-    await lock.using(id, ttl, async (signal, held) => {
-      granted = true;
-      const t = nowUs();
-      rec({ k: 'grant', c, id, idx: held.index, imm: held.immediate, ttl, until: t + held.remainingMs * 1000, t });
-      notifyGranted(id, held.immediate);
-      await leaseWork('using', c, id, held);
-      rec({ k: 'rel', c }); // using() releases right after the routine returns
-    }, { waitMs: wait });
+    await lock.using(
+      id,
+      ttl,
+      async (signal, held) => {
+        granted = true;
+        const t = nowUs();
+        rec({ k: 'grant', c, id, idx: held.index, imm: held.immediate, ttl, until: t + held.remainingMs * 1000, t });
+        notifyGranted(id, held.immediate);
+        await leaseWork('using', c, id, held);
+        rec({ k: 'rel', c }); // using() releases right after the routine returns
+      },
+      { waitMs: wait },
+    );
     rec({ k: 'reld', c, result: 'using' });
   } catch (err) {
     if (!granted && err.code === 'ERR_NOT_ACQUIRED') rec({ k: 'fail', c, id, why: 'timeout', pttl: err.ttl });
@@ -353,7 +364,12 @@ async function main() {
   stopping = true;
   const all = Promise.all(loops);
   let timer;
-  await Promise.race([all, new Promise((resolve) => { timer = setTimeout(resolve, args.stopGraceMs); })]);
+  await Promise.race([
+    all,
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, args.stopGraceMs);
+    }),
+  ]);
   clearTimeout(timer);
   rec({ k: 'end', pending: [...pending.entries()].map(([c, p]) => ({ c, ...p })) });
   clearInterval(lagTimer);

@@ -83,7 +83,16 @@ function worker() {
         accessTokenLock.releaseLock(lock, (releaseErr, released) => {
           const failure = workErr || releaseErr;
           if (failure) return done(failure);
-          report({ type: 'call', userId, immediate: lock.immediate, waited, index: lock.index, refreshed, token: token.value, released: released.result });
+          report({
+            type: 'call',
+            userId,
+            immediate: lock.immediate,
+            waited,
+            index: lock.index,
+            refreshed,
+            token: token.value,
+            released: released.result,
+          });
           done(null, token);
         });
       };
@@ -142,7 +151,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(signal, () => {
     console.error(`\n${signal}: stopping`);
     cleanup();
-    process.exit(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 }[signal]));
+    process.exit(128 + { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 }[signal]);
   });
 }
 
@@ -242,7 +251,9 @@ async function main() {
     await redis.set(k.token(user), JSON.stringify({ value: `${user}-token-0`, expires: Date.now() - 60_000 }));
   }
   console.log(`Tokens of ${USERS.join(' and ')} are stale. Forking ${WORKERS} worker processes; each calls`);
-  console.log(`getAccessToken() ${CALLS_PER_USER_PER_WORKER} times per user, all at once (lock TTL ${LOCK_TTL_MS} ms, refresh takes ${REFRESH_MS} ms).\n`);
+  console.log(
+    `getAccessToken() ${CALLS_PER_USER_PER_WORKER} times per user, all at once (lock TTL ${LOCK_TTL_MS} ms, refresh takes ${REFRESH_MS} ms).\n`,
+  );
 
   const calls = [];
   const errors = [];
@@ -254,17 +265,21 @@ async function main() {
   for (let i = 1; i <= WORKERS; i++) {
     const child = startWorker(i, { REDIS_URL: url, DEMO_RUN: run });
     children.push(child);
-    ready.push(new Promise((resolve) => {
-      child.on('message', (m) => m.type === 'ready' && resolve());
-      child.on('exit', resolve);
-    }));
+    ready.push(
+      new Promise((resolve) => {
+        child.on('message', (m) => m.type === 'ready' && resolve());
+        child.on('exit', resolve);
+      }),
+    );
     exited.push(
       new Promise((resolve) => {
         let doneAt = 0;
         let timer = null;
         child.on('message', (m) => {
           if (m.type === 'refresh-start') {
-            console.log(`${stamp()}  ${m.worker} (pid ${m.pid}) holds ${m.userId}'s lock (fencing index ${m.index}): token stale, refreshing...`);
+            console.log(
+              `${stamp()}  ${m.worker} (pid ${m.pid}) holds ${m.userId}'s lock (fencing index ${m.index}): token stale, refreshing...`,
+            );
           } else if (m.type === 'call') {
             calls.push(m);
             const how = m.immediate ? 'got the lock at once' : `waited ${m.waited} ms, woken by the release`;
@@ -309,7 +324,9 @@ async function main() {
     const tokens = new Set(mine.map((c) => c.token));
     const ok = refreshes === 1 && tokens.size === 1 && mine.length === WORKERS * CALLS_PER_USER_PER_WORKER;
     if (!ok) failed = true;
-    console.log(`  ${user.padEnd(5)} refreshes performed:  ${refreshes} (expected 1); ${mine.length} calls got ${tokens.size} distinct token(s)  ${ok ? 'OK' : 'FAIL'}`);
+    console.log(
+      `  ${user.padEnd(5)} refreshes performed:  ${refreshes} (expected 1); ${mine.length} calls got ${tokens.size} distinct token(s)  ${ok ? 'OK' : 'FAIL'}`,
+    );
   }
   const waits = calls.filter((c) => !c.immediate).map((c) => c.waited);
   console.log(`  hand-off waits:          ${waits.length} (median ${median(waits)} ms, max ${waits.length ? Math.max(...waits) : 0} ms)`);
@@ -327,7 +344,9 @@ async function main() {
     console.log(`  fencing indexes:         ${indexes.length} grants, all distinct (${Math.min(...indexes)}..${Math.max(...indexes)})`);
   }
   const exitTimes = exits.map((e) => e.exitMs).filter((ms) => ms !== null);
-  console.log(`  workers exited by themselves after close(): ${exitTimes.length === WORKERS ? `yes (max ${Math.max(...exitTimes)} ms)` : 'no'}`);
+  console.log(
+    `  workers exited by themselves after close(): ${exitTimes.length === WORKERS ? `yes (max ${Math.max(...exitTimes)} ms)` : 'no'}`,
+  );
   for (const err of errors) console.log(`  error: ${err}`);
 
   // Leave a shared Redis as we found it (a private one simply goes away).
@@ -335,7 +354,9 @@ async function main() {
   await redis.del(...doomed);
   await redis.quit();
   clearTimeout(overall);
-  console.log(failed ? '\nFAILED' : `\nOK: each token was refreshed exactly once by one of ${WORKERS} processes; everyone else got the cached one.`);
+  console.log(
+    failed ? '\nFAILED' : `\nOK: each token was refreshed exactly once by one of ${WORKERS} processes; everyone else got the cached one.`,
+  );
   process.exitCode = failed ? 1 : 0;
   cleanup();
 }

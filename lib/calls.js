@@ -99,7 +99,9 @@ function settle(entry, tag, a, b, c, errors, endpoint) {
   switch (tag) {
     case TAG_ACQUIRED:
       // (a & 2: a grant undone for lack of replica acknowledgements, flagged as ioredfour does)
-      return entry.resolve(a & 2 ? { id, success: false, index: b, ttl: c, replicationFailure: true } : { id, success: a === 1, index: b, ttl: c });
+      return entry.resolve(
+        a & 2 ? { id, success: false, index: b, ttl: c, replicationFailure: true } : { id, success: a === 1, index: b, ttl: c },
+      );
     case TAG_WAIT_ACQUIRED:
       return entry.resolve({ id, success: (a & 1) === 1, index: b, ttl: c, immediate: (a & 2) === 2 });
     case TAG_RELEASED: {

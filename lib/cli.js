@@ -78,7 +78,16 @@ function parseDuration(text, { allowZero = false } = {}) {
 
 /** Parses the arguments after `run`. Returns the options and the command. */
 function parseRunArgs(args, env = process.env) {
-  const opts = { id: undefined, ttl: 30000, waitMs: undefined, namespace: undefined, redis: env.REDIS_URL, killAfterMs: 10000, quiet: false, verbose: false };
+  const opts = {
+    id: undefined,
+    ttl: 30000,
+    waitMs: undefined,
+    namespace: undefined,
+    redis: env.REDIS_URL,
+    killAfterMs: 10000,
+    quiet: false,
+    verbose: false,
+  };
   let i = 0;
   const valueOf = (flag, inline) => {
     if (inline !== undefined) return inline;
@@ -237,7 +246,10 @@ async function run({ opts, command }, { say }) {
     await cleanup();
     if (received) return 128 + signalNumber(received);
     if (err && err.code === 'ERR_NOT_ACQUIRED') {
-      if (!opts.quiet) say(`lock ${JSON.stringify(opts.id)} is held elsewhere${typeof err.ttl === 'number' && err.ttl >= 0 ? ` (${err.ttl} ms of its lease left)` : ''}; not running the command`);
+      if (!opts.quiet)
+        say(
+          `lock ${JSON.stringify(opts.id)} is held elsewhere${typeof err.ttl === 'number' && err.ttl >= 0 ? ` (${err.ttl} ms of its lease left)` : ''}; not running the command`,
+        );
       return EXIT.HELD;
     }
     if (err && err.code === 'ERR_REDIS') {

@@ -232,9 +232,10 @@ function seedNode(node, redisOptions) {
 
 function clusterSeeds(nodes, clusterOptions, name) {
   if (!Array.isArray(nodes) || nodes.length === 0) throw invalidArg(`${name} must be a non-empty array of seed nodes`);
-  const redisOptions = clusterOptions && typeof clusterOptions === 'object' && clusterOptions.redisOptions && typeof clusterOptions.redisOptions === 'object'
-    ? clusterOptions.redisOptions
-    : {};
+  const redisOptions =
+    clusterOptions && typeof clusterOptions === 'object' && clusterOptions.redisOptions && typeof clusterOptions.redisOptions === 'object'
+      ? clusterOptions.redisOptions
+      : {};
   return { redis: nodes.map((node) => seedNode(node, redisOptions)), cluster: true, tlsSource: redisOptions };
 }
 
@@ -251,7 +252,7 @@ function resolveTarget(options) {
   const redis = options.redisConnection || options.redis;
   const { cluster } = options;
   if (redis && typeof redis === 'object' && redis.isCluster === true && Array.isArray(redis.startupNodes)) {
-    return clusterSeeds(redis.startupNodes, redis.options, 'the Cluster client\'s startupNodes');
+    return clusterSeeds(redis.startupNodes, redis.options, "the Cluster client's startupNodes");
   }
   if (cluster === undefined || cluster === null || typeof cluster === 'boolean') {
     return { redis, cluster: cluster === true, tlsSource: redis };

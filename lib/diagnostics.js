@@ -207,8 +207,12 @@ if (debug.enabled) {
   subscribe('connected', (m) => debug('%s to %s (%s connection)', m.reconnect ? 'reconnected' : 'connected', m.endpoint, m.connection));
   subscribe('connectionLost', (m) => debug('%s connection to %s lost: %s', m.connection, m.endpoint, m.reason));
   subscribe('connectFailed', (m) => debug('could not connect to %s (%s connection): %s', m.endpoint, m.connection, m.error));
-  subscribe('quorumLost', (m) => debug('quorum lost: %d of %d nodes answered, %d needed (%s)', m.answered, m.endpoints.length, m.needed, m.endpoints.join(', ')));
-  subscribe('quorumRegained', (m) => debug('quorum regained: %d of %d nodes answered (%s)', m.answered, m.endpoints.length, m.endpoints.join(', ')));
+  subscribe('quorumLost', (m) =>
+    debug('quorum lost: %d of %d nodes answered, %d needed (%s)', m.answered, m.endpoints.length, m.needed, m.endpoints.join(', ')),
+  );
+  subscribe('quorumRegained', (m) =>
+    debug('quorum regained: %d of %d nodes answered (%s)', m.answered, m.endpoints.length, m.endpoints.join(', ')),
+  );
 }
 
 module.exports = { channels, acquireStart, waitStart, traceRelease, watchRenewals, leaseLost, listen };

@@ -59,9 +59,10 @@ function commandRunner(client) {
     if (typeof client.sendCommand === 'function') return (args) => client.sendCommand(args);
     // node-redis 2/3: send_command(name, args, callback).
     if (typeof client.send_command === 'function') {
-      return (args) => new Promise((resolve, reject) => {
-        client.send_command(args[0], args.slice(1), (err, reply) => (err ? reject(err) : resolve(reply)));
-      });
+      return (args) =>
+        new Promise((resolve, reject) => {
+          client.send_command(args[0], args.slice(1), (err, reply) => (err ? reject(err) : resolve(reply)));
+        });
     }
   }
   throw invalidArg('client must be an ioredis or node-redis client, or a function running a command given as an array of strings');

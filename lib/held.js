@@ -112,7 +112,10 @@ async function acquireHeld(lock, native, key, id, ttl, options, operation = 'acq
   }
   if (!lease.success) {
     if (renewals !== 0) lock._calls.unwatch(renewals);
-    const err = new LockError(codes.ERR_NOT_ACQUIRED, `lock ${JSON.stringify(String(id))} is held elsewhere (${lease.ttl} ms left) and the wait ended`);
+    const err = new LockError(
+      codes.ERR_NOT_ACQUIRED,
+      `lock ${JSON.stringify(String(id))} is held elsewhere (${lease.ttl} ms left) and the wait ended`,
+    );
     err.ttl = lease.ttl;
     if (span !== null) span.fail(err);
     throw err;

@@ -6,7 +6,7 @@
 
 const { EventEmitter } = require('node:events');
 const { LockError, codes, invalidArg } = require('./errors');
-const { MAX_TTL_MS, checkMs } = require('./checks');
+const { checkMs } = require('./checks');
 
 const DEFAULT_TTL_MS = 10000;
 const DEFAULT_REJOIN_AFTER_MS = 1000;
@@ -74,7 +74,14 @@ class LeaderElector extends EventEmitter {
 
     if (signal) {
       if (signal.aborted) this._stopped = true;
-      else signal.addEventListener('abort', () => { this.stop(); }, { once: true });
+      else
+        signal.addEventListener(
+          'abort',
+          () => {
+            this.stop();
+          },
+          { once: true },
+        );
     }
     this._done = this._run();
   }
@@ -139,26 +146,27 @@ class LeaderElector extends EventEmitter {
    */
   [Symbol.asyncIterator]() {
     let lastEpoch = null;
-    const next = () => new Promise((resolve) => {
-      const check = () => {
-        const term = this._term;
-        if (term && term.epoch !== lastEpoch && !term.signal.aborted) {
-          lastEpoch = term.epoch;
-          resolve({ value: term, done: false });
-          return true;
-        }
-        if (this._finished) {
-          resolve({ value: undefined, done: true });
-          return true;
-        }
-        return false;
-      };
-      if (check()) return;
-      const watcher = () => {
-        if (check()) this._watchers.delete(watcher);
-      };
-      this._watchers.add(watcher);
-    });
+    const next = () =>
+      new Promise((resolve) => {
+        const check = () => {
+          const term = this._term;
+          if (term && term.epoch !== lastEpoch && !term.signal.aborted) {
+            lastEpoch = term.epoch;
+            resolve({ value: term, done: false });
+            return true;
+          }
+          if (this._finished) {
+            resolve({ value: undefined, done: true });
+            return true;
+          }
+          return false;
+        };
+        if (check()) return;
+        const watcher = () => {
+          if (check()) this._watchers.delete(watcher);
+        };
+        this._watchers.add(watcher);
+      });
     const iterator = {
       next,
       return: async (value) => {

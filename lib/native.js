@@ -17,12 +17,15 @@ try {
 function loadError(err) {
   const pkg = require('../package.json');
   const { platform, arch } = process;
-  const abi = platform === 'linux' ? (process.report.getReport().header.glibcVersionRuntime ? 'gnu' : 'musl') : platform === 'win32' ? 'msvc' : '';
+  const abi =
+    platform === 'linux' ? (process.report.getReport().header.glibcVersionRuntime ? 'gnu' : 'musl') : platform === 'win32' ? 'msvc' : '';
   const name = [platform, arch, abi].filter(Boolean).join('-');
   // napi.targets holds Rust triples (x86_64-unknown-linux-gnu); napi names them linux-x64-gnu.
   const prebuilt = pkg.napi.targets.map((t) => {
     const [cpu, , sys, env] = t.split('-');
-    return [{ linux: 'linux', darwin: 'darwin', windows: 'win32' }[sys], { x86_64: 'x64', aarch64: 'arm64' }[cpu], env].filter(Boolean).join('-');
+    return [{ linux: 'linux', darwin: 'darwin', windows: 'win32' }[sys], { x86_64: 'x64', aarch64: 'arm64' }[cpu], env]
+      .filter(Boolean)
+      .join('-');
   });
   const reasons = [];
   for (let e = err.cause || err; e; e = e.cause) reasons.push(String(e.message).split('\n')[0]);
@@ -31,6 +34,11 @@ function loadError(err) {
   const advice = prebuilt.includes(name)
     ? `its prebuilt addon for ${name} comes in the optional dependency ${pkg.name}-${name}@${pkg.version}, which is missing or does not load: reinstall without --omit=optional (or --no-optional, --ignore-optional), check that node_modules/${pkg.name}-${name} exists with version ${pkg.version}, and if the lockfile was made on another platform, delete node_modules and package-lock.json and install again`
     : `there is no prebuilt addon for ${name}: build it from source with a Rust toolchain (${source})`;
-  const clone = fs.existsSync(path.join(__dirname, '..', 'Cargo.toml')) ? ' In a clone of the repository, `npm run build` builds it (needs a Rust toolchain).' : '';
-  return new Error(`redfour-native: could not load the native addon (Node.js ${process.version}); ${advice}.${clone} Reasons: ${tried.join('; ')}`, { cause: err });
+  const clone = fs.existsSync(path.join(__dirname, '..', 'Cargo.toml'))
+    ? ' In a clone of the repository, `npm run build` builds it (needs a Rust toolchain).'
+    : '';
+  return new Error(
+    `redfour-native: could not load the native addon (Node.js ${process.version}); ${advice}.${clone} Reasons: ${tried.join('; ')}`,
+    { cause: err },
+  );
 }

@@ -59,7 +59,8 @@ function parseSchedule(schedule, options = {}) {
       throw invalidArg('schedule interval must be a positive integer number of milliseconds');
     }
     const offset = schedule.offset === undefined ? 0 : schedule.offset;
-    if (typeof offset !== 'number' || !Number.isSafeInteger(offset)) throw invalidArg('schedule.offset must be an integer number of milliseconds');
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset))
+      throw invalidArg('schedule.offset must be an integer number of milliseconds');
     return { kind: 'every', every, offset };
   }
   if (typeof schedule.cron === 'string') {
@@ -90,7 +91,8 @@ function periodAt(schedule, now) {
   // one after now.
   const [prev] = fires.previousRuns(1, new Date(now + 1));
   const next = fires.nextRun(new Date(now));
-  if (!prev || !next) throw invalidArg(`cron expression ${JSON.stringify(schedule.expression)} has no period containing ${new Date(now).toISOString()}`);
+  if (!prev || !next)
+    throw invalidArg(`cron expression ${JSON.stringify(schedule.expression)} has no period containing ${new Date(now).toISOString()}`);
   return { start: prev.getTime(), end: next.getTime() };
 }
 
@@ -260,22 +262,30 @@ class Schedule extends EventEmitter {
 
   _tick(start) {
     this._lastStart = start;
-    const run = runOnce(this._lock, this._name, this._schedule.kind === 'every'
-      ? { every: this._schedule.every, offset: this._schedule.offset }
-      : { cron: this._schedule.expression, tz: this._schedule.tz }, this._job, { ...this._options, signal: this._controller.signal });
+    const run = runOnce(
+      this._lock,
+      this._name,
+      this._schedule.kind === 'every'
+        ? { every: this._schedule.every, offset: this._schedule.offset }
+        : { cron: this._schedule.expression, tz: this._schedule.tz },
+      this._job,
+      { ...this._options, signal: this._controller.signal },
+    );
     this._current = run;
-    run.then(
-      (outcome) => {
-        if (this.listenerCount('ran') > 0) this._emit('ran', outcome);
-      },
-      (err) => {
-        if (!this._stopped && this.listenerCount('error') > 0) this._emit('error', err);
-        if (err && err.code === codes.ERR_CLOSED) this._stopped = true; // the Lock is gone: nothing to retry
-      },
-    ).finally(() => {
-      if (this._current === run) this._current = null;
-      this._arm();
-    });
+    run
+      .then(
+        (outcome) => {
+          if (this.listenerCount('ran') > 0) this._emit('ran', outcome);
+        },
+        (err) => {
+          if (!this._stopped && this.listenerCount('error') > 0) this._emit('error', err);
+          if (err && err.code === codes.ERR_CLOSED) this._stopped = true; // the Lock is gone: nothing to retry
+        },
+      )
+      .finally(() => {
+        if (this._current === run) this._current = null;
+        this._arm();
+      });
   }
 
   _emit(event, payload) {

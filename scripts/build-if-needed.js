@@ -35,10 +35,14 @@ function main() {
   const built = fs.statSync(addon, { throwIfNoEntry: false });
   const sources = Math.max(...['src', 'Cargo.toml', 'Cargo.lock', 'build.rs'].map((p) => newest(path.join(root, p))));
   if (built && built.mtimeMs >= sources && fs.existsSync(path.join(root, 'lib', 'binding.js'))) return;
-  console.error(`redfour-native: ${built ? 'the Rust sources changed since' : 'no'} ${path.relative(root, addon)}; running \`npm run build\``);
+  console.error(
+    `redfour-native: ${built ? 'the Rust sources changed since' : 'no'} ${path.relative(root, addon)}; running \`npm run build\``,
+  );
   const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' });
   if (r.error || r.status !== 0) {
-    console.error(`redfour-native: the build failed (${r.error ? r.error.message : `exit ${r.status}`}); it needs a Rust toolchain (https://rustup.rs)`);
+    console.error(
+      `redfour-native: the build failed (${r.error ? r.error.message : `exit ${r.status}`}); it needs a Rust toolchain (https://rustup.rs)`,
+    );
     process.exit(1);
   }
 }

@@ -71,7 +71,10 @@ async function main() {
     assert.ok(target, `${platform} is not in package.json's napi.targets`);
     const project = path.join(tmp, 'project');
     fs.cpSync(path.join(root, 'npm'), path.join(project, 'npm'), { recursive: true });
-    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ ...pkg, napi: { ...pkg.napi, targets: [target.triple] } }, null, 2));
+    fs.writeFileSync(
+      path.join(project, 'package.json'),
+      JSON.stringify({ ...pkg, napi: { ...pkg.napi, targets: [target.triple] } }, null, 2),
+    );
     fs.cpSync(built, path.join(project, 'lib', binary));
     run(path.join(root, 'node_modules', '.bin', 'napi'), ['artifacts', '--cwd', project, '--output-dir', 'lib']);
     const npmDir = path.join(project, 'npm');
@@ -95,13 +98,18 @@ async function main() {
     for (const f of fs.readdirSync(tarballs)) fs.rmSync(path.join(tarballs, f));
     const packed = [staged, path.join(npmDir, platform)].map((dir) => {
       const info = pack(dir);
-      log(`packed ${info.filename}: ${info.entryCount} files, ${(info.size / 1024).toFixed(1)} kB (unpacked ${(info.unpackedSize / 1024).toFixed(1)} kB)`);
+      log(
+        `packed ${info.filename}: ${info.entryCount} files, ${(info.size / 1024).toFixed(1)} kB (unpacked ${(info.unpackedSize / 1024).toFixed(1)} kB)`,
+      );
       return info;
     });
     const mainFiles = packed[0].files.map((f) => f.path);
     assert.ok(!mainFiles.some((f) => f.endsWith('.node')), `the main package must not carry an addon: ${mainFiles}`);
     assert.ok(!mainFiles.some((f) => f.startsWith('src/') || f.startsWith('Cargo')), 'the main package must not carry Rust sources');
-    assert.ok(packed[1].files.some((f) => f.path === binary), `the platform package must carry ${binary}`);
+    assert.ok(
+      packed[1].files.some((f) => f.path === binary),
+      `the platform package must carry ${binary}`,
+    );
 
     // --- 2. install, without Rust and without install scripts ----------------------------------
     const probe = spawnSync('sh', ['-c', 'command -v cargo || command -v rustc'], { env, encoding: 'utf8' });
@@ -116,7 +124,10 @@ async function main() {
     const platformEntry = lockfile.packages[`node_modules/${platformPkgName}`];
     assert.ok(platformEntry, `${platformPkgName} was not installed`);
     assert.match(platformEntry.resolved, /^file:/, `${platformPkgName} came from ${platformEntry.resolved}, not from the local tarball`);
-    assert.ok(!fs.readdirSync(path.join(app, 'node_modules', pkg.name), { recursive: true }).some((f) => String(f).endsWith('.node')), 'no addon inside the main package');
+    assert.ok(
+      !fs.readdirSync(path.join(app, 'node_modules', pkg.name), { recursive: true }).some((f) => String(f).endsWith('.node')),
+      'no addon inside the main package',
+    );
     log(`node_modules: ${run('du', ['-sh', 'node_modules'], { cwd: app }).split('\t')[0]}`);
 
     // Without the platform package (--omit=optional), require() must say what to do about it.
@@ -125,16 +136,26 @@ async function main() {
     fs.writeFileSync(path.join(bare, 'package.json'), JSON.stringify({ name: 'smoke-app-bare', version: '1.0.0', private: true }, null, 2));
     run('npm', ['install', '--ignore-scripts', '--omit=optional', '--no-audit', '--no-fund', packed[0].path], { cwd: bare, env });
     assert.ok(!fs.existsSync(path.join(bare, 'node_modules', platformPkgName)), '--omit=optional left the platform package out');
-    const failed = spawnSync(process.execPath, ['-e', "require('redfour-native')"], { cwd: bare, env, encoding: 'utf8', timeout: RUN_TIMEOUT_MS });
+    const failed = spawnSync(process.execPath, ['-e', "require('redfour-native')"], {
+      cwd: bare,
+      env,
+      encoding: 'utf8',
+      timeout: RUN_TIMEOUT_MS,
+    });
     assert.notEqual(failed.status, 0);
-    assert.match(failed.stderr, new RegExp(`optional dependency ${platformPkgName}@${pkg.version.replace(/\./g, '\\.')}.*reinstall without --omit=optional`));
+    assert.match(
+      failed.stderr,
+      new RegExp(`optional dependency ${platformPkgName}@${pkg.version.replace(/\./g, '\\.')}.*reinstall without --omit=optional`),
+    );
     assert.doesNotMatch(failed.stderr, /npm run build|npm rebuild/, 'no advice meant for a clone of the repository');
     log('without the platform package (--omit=optional): require() fails saying to reinstall with optional dependencies');
 
     // --- 3. run ----------------------------------------------------------------------------------
     redis = await startRedis();
     const runEnv = { ...env, REDIS_URL: redis.url, NODE_OPTIONS: '' };
-    fs.writeFileSync(path.join(app, 'smoke.cjs'), `'use strict';
+    fs.writeFileSync(
+      path.join(app, 'smoke.cjs'),
+      `'use strict';
 const assert = require('node:assert/strict');
 const Lock = require('redfour-native');
 const loaded = Object.keys(require.cache).filter((f) => f.endsWith('.node'));
@@ -157,8 +178,11 @@ assert.deepEqual(loaded.map((f) => f.split(require('node:path').sep).slice(-2).j
   assert.equal((await second.releaseLock(next)).result, 'released');
   console.log('cjs ok: acquired', held.index, 'waited for', next.index, '(no close(): the process must exit by itself)');
 })().catch((err) => { console.error(err); process.exitCode = 1; });
-`);
-    fs.writeFileSync(path.join(app, 'smoke.mjs'), `import assert from 'node:assert/strict';
+`,
+    );
+    fs.writeFileSync(
+      path.join(app, 'smoke.mjs'),
+      `import assert from 'node:assert/strict';
 import Lock, { Lock as Named, LockError, isLockError, codes, MAX_TTL_MS, Fence } from 'redfour-native';
 import { createRequire } from 'node:module';
 assert.equal(typeof Lock, 'function');
@@ -174,7 +198,8 @@ const held = await lock.acquireLock('esm', 5000);
 assert.equal(held.success, true);
 assert.equal((await lock.releaseLock(held)).result, 'released');
 console.log('esm ok');
-`);
+`,
+    );
     for (const script of ['smoke.cjs', 'smoke.mjs']) {
       const t0 = Date.now();
       const out = run(process.execPath, [script], { cwd: app, env: runEnv, timeout: RUN_TIMEOUT_MS });
@@ -182,27 +207,52 @@ console.log('esm ok');
     }
 
     const cli = path.join(app, 'node_modules', '.bin', 'redfour-native');
-    const cliOut = run(cli, ['run', '--id', 'smoke-cli', '--ttl', '5s', '--no-wait', '-v', '--', process.execPath, '-e', 'console.log("cli child ran")'], { cwd: app, env: runEnv, timeout: RUN_TIMEOUT_MS });
+    const cliOut = run(
+      cli,
+      ['run', '--id', 'smoke-cli', '--ttl', '5s', '--no-wait', '-v', '--', process.execPath, '-e', 'console.log("cli child ran")'],
+      { cwd: app, env: runEnv, timeout: RUN_TIMEOUT_MS },
+    );
     assert.match(cliOut, /cli child ran/);
     log('CLI: node_modules/.bin/redfour-native ran its command under the lock');
 
     // TypeScript sees the package through its `exports` map (types condition), as users' tsc does.
-    fs.writeFileSync(path.join(app, 'check.mts'), `import Lock, { Lock as Named, isLockError, codes } from 'redfour-native';
+    fs.writeFileSync(
+      path.join(app, 'check.mts'),
+      `import Lock, { Lock as Named, isLockError, codes } from 'redfour-native';
 import type { AcquireResult, WaitAcquireResult, ReleaseResult } from 'redfour-native';
 const lock: Named = new Lock({ redis: 'redis://127.0.0.1:6379' });
 const a: AcquireResult<string> = await lock.acquireLock('job', 1000);
 const w: WaitAcquireResult<string> = await lock.waitAcquireLock('job', 1000, 0);
 const r: ReleaseResult<string> = await lock.releaseLock(w);
 void a; void r; void isLockError; void codes.ERR_REDIS;
-`);
-    fs.writeFileSync(path.join(app, 'check.cts'), `import LockCjs = require('redfour-native');
+`,
+    );
+    fs.writeFileSync(
+      path.join(app, 'check.cts'),
+      `import LockCjs = require('redfour-native');
 const lock = new LockCjs({ redis: 'redis://127.0.0.1:6379' });
 void lock.acquireLock('job', 1000);
-`);
-    fs.writeFileSync(path.join(app, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: { target: 'es2022', lib: ['es2022', 'esnext.disposable', 'dom'], module: 'nodenext', moduleResolution: 'nodenext', strict: true, noEmit: true, types: [] },
-      files: ['check.mts', 'check.cts'],
-    }, null, 2));
+`,
+    );
+    fs.writeFileSync(
+      path.join(app, 'tsconfig.json'),
+      JSON.stringify(
+        {
+          compilerOptions: {
+            target: 'es2022',
+            lib: ['es2022', 'esnext.disposable', 'dom'],
+            module: 'nodenext',
+            moduleResolution: 'nodenext',
+            strict: true,
+            noEmit: true,
+            types: [],
+          },
+          files: ['check.mts', 'check.cts'],
+        },
+        null,
+        2,
+      ),
+    );
     const tsc = path.join(root, 'node_modules', '.bin', 'tsc');
     run(tsc, ['-p', app], { cwd: app, env });
     log('TypeScript: default, named, type-only and `import = require` forms type-check against the installed package');

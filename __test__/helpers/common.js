@@ -93,7 +93,10 @@ async function settledWithin(promise, ms) {
   let timer;
   const marker = Symbol('pending');
   const outcome = await Promise.race([
-    promise.then((value) => ({ settled: true, value }), (error) => ({ settled: true, error })),
+    promise.then(
+      (value) => ({ settled: true, value }),
+      (error) => ({ settled: true, error }),
+    ),
     new Promise((resolve) => {
       timer = setTimeout(() => resolve(marker), ms);
     }),
@@ -116,8 +119,12 @@ function forkFixture(name, args = {}, options = {}) {
     execArgv: options.execArgv || [],
   });
   child.output = '';
-  child.stdout.setEncoding('utf8').on('data', (d) => { child.output += d; });
-  child.stderr.setEncoding('utf8').on('data', (d) => { child.output += d; });
+  child.stdout.setEncoding('utf8').on('data', (d) => {
+    child.output += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d) => {
+    child.output += d;
+  });
   child.messages = [];
   const listeners = new Set();
   child.on('message', (msg) => {
@@ -128,37 +135,55 @@ function forkFixture(name, args = {}, options = {}) {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   child.exited = false;
-  child.exit.then(() => { child.exited = true; for (const l of listeners) l(); });
-  /** Resolves with the first message satisfying pred; rejects on timeout or child exit. */
-  child.waitFor = (pred, ms = 10000) => new Promise((resolve, reject) => {
-    const check = () => {
-      const found = child.messages.find(pred);
-      if (found !== undefined) {
-        cleanup();
-        resolve(found);
-      } else if (child.exited) {
-        cleanup();
-        reject(new Error(`child ${name} exited before the expected message; output:\n${child.output}\nmessages: ${JSON.stringify(child.messages)}`));
-      }
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`child ${name}: no expected message within ${ms} ms; output:\n${child.output}\nmessages: ${JSON.stringify(child.messages)}`));
-    }, ms);
-    const cleanup = () => { clearTimeout(timer); listeners.delete(check); };
-    listeners.add(check);
-    check();
+  child.exit.then(() => {
+    child.exited = true;
+    for (const l of listeners) l();
   });
+  /** Resolves with the first message satisfying pred; rejects on timeout or child exit. */
+  child.waitFor = (pred, ms = 10000) =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const found = child.messages.find(pred);
+        if (found !== undefined) {
+          cleanup();
+          resolve(found);
+        } else if (child.exited) {
+          cleanup();
+          reject(
+            new Error(
+              `child ${name} exited before the expected message; output:\n${child.output}\nmessages: ${JSON.stringify(child.messages)}`,
+            ),
+          );
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(
+          new Error(
+            `child ${name}: no expected message within ${ms} ms; output:\n${child.output}\nmessages: ${JSON.stringify(child.messages)}`,
+          ),
+        );
+      }, ms);
+      const cleanup = () => {
+        clearTimeout(timer);
+        listeners.delete(check);
+      };
+      listeners.add(check);
+      check();
+    });
   /** Kills the child (SIGKILL) if it is still running and waits for it. */
   child.ensureDead = async () => {
     if (!child.exited) {
-      try { child.kill('SIGKILL'); } catch { /* gone */ }
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        /* gone */
+      }
     }
     await child.exit;
   };
   return child;
 }
-
 
 /**
  * One private redis-server for a test file, started before its tests and stopped after them.

@@ -76,7 +76,12 @@ class CommandSniffer {
           // The payload ended with CRLF, which we collected too: drop it.
           const name = Buffer.concat(this.nameChunks);
           this.nameChunks = null;
-          this.onCommand(name.subarray(0, name.length - 2).toString('latin1').toLowerCase());
+          this.onCommand(
+            name
+              .subarray(0, name.length - 2)
+              .toString('latin1')
+              .toLowerCase(),
+          );
         }
         this.remainingArgs -= 1;
         continue;
@@ -256,7 +261,8 @@ class Connection {
   _sideEnded(side) {
     if (this.closed || this.blackholed) return;
     if (side === 'upstream') {
-      if (this.held) this.upstreamEnded = true; // deliver() ends the client after the held bytes
+      if (this.held)
+        this.upstreamEnded = true; // deliver() ends the client after the held bytes
       else this.client.end();
     } else if (this.upstream) {
       this.upstream.end();
@@ -401,10 +407,17 @@ class FaultProxy {
 
   _act(action, conn) {
     switch (action) {
-      case 'hold': conn.hold(); break;
-      case 'blackhole': conn.blackhole(); break;
-      case 'cut': conn.cut(); break;
-      default: throw new Error(`unknown action ${action}`);
+      case 'hold':
+        conn.hold();
+        break;
+      case 'blackhole':
+        conn.blackhole();
+        break;
+      case 'cut':
+        conn.cut();
+        break;
+      default:
+        throw new Error(`unknown action ${action}`);
     }
   }
 

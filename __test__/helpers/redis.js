@@ -131,13 +131,20 @@ class RedisServer {
   async _spawnAndWait() {
     if (!this.dir) this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redfour-native-test-'));
     const args = [
-      '--port', String(this.port),
-      '--bind', '127.0.0.1',
-      '--save', '',
-      '--appendonly', 'no',
-      '--dir', this.dir,
-      '--logfile', '',
-      '--daemonize', 'no',
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      this.dir,
+      '--logfile',
+      '',
+      '--daemonize',
+      'no',
     ];
     if (this.password) args.push('--requirepass', this.password);
     args.push(...this.extraArgs);
@@ -214,7 +221,9 @@ class RedisServer {
       let timer;
       const timedOut = await Promise.race([
         this.exited.then(() => false),
-        new Promise((resolve) => { timer = setTimeout(resolve, graceMs, true); }),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, graceMs, true);
+        }),
       ]);
       clearTimeout(timer);
       if (timedOut) {
@@ -314,10 +323,14 @@ class RedisServer {
     return String(text)
       .split(/\r?\n/)
       .filter(Boolean)
-      .map((line) => Object.fromEntries(line.split(' ').map((kv) => {
-        const i = kv.indexOf('=');
-        return [kv.slice(0, i), kv.slice(i + 1)];
-      })));
+      .map((line) =>
+        Object.fromEntries(
+          line.split(' ').map((kv) => {
+            const i = kv.indexOf('=');
+            return [kv.slice(0, i), kv.slice(i + 1)];
+          }),
+        ),
+      );
   }
 
   /** Number of client connections currently open to this server. */
