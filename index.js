@@ -13,6 +13,7 @@ const { MAX_TTL_MS, checkMs: checkTtl, describe } = require('./lib/checks');
 const { Fence, fencedSet } = require('./lib/fence');
 const { LeaderElector } = require('./lib/leader');
 const { runOnce, Schedule } = require('./lib/run-once');
+const { asyncDisposable } = require('./lib/lifecycle');
 const diagnostics = require('./lib/diagnostics');
 
 const DEFAULT_NAMESPACE = 'lock';
@@ -333,15 +334,7 @@ class Lock {
 }
 
 // `await using lock = new Lock(...)` closes the lock at scope end (Node versions that define the symbol).
-if (typeof Symbol.asyncDispose === 'symbol') {
-  Object.defineProperty(Lock.prototype, Symbol.asyncDispose, {
-    value: function asyncDispose() {
-      return this.close();
-    },
-    writable: true,
-    configurable: true,
-  });
-}
+asyncDisposable(Lock, (lock) => lock.close());
 
 module.exports = Lock;
 module.exports.Lock = Lock;

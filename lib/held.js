@@ -5,6 +5,7 @@
 const { LockError, codes, fromNative, fromArguments } = require('./errors');
 const addon = require('./native');
 const diagnostics = require('./diagnostics');
+const { asyncDisposable } = require('./lifecycle');
 
 /** Turns an AbortSignal into a native abort handle (or undefined when there is no signal). */
 function abortHandle(signal) {
@@ -77,15 +78,7 @@ class HeldLock {
   }
 }
 
-if (typeof Symbol.asyncDispose === 'symbol') {
-  Object.defineProperty(HeldLock.prototype, Symbol.asyncDispose, {
-    value: function asyncDispose() {
-      return this.release().then(() => undefined);
-    },
-    writable: true,
-    configurable: true,
-  });
-}
+asyncDisposable(HeldLock, (held) => held.release().then(() => undefined));
 
 /**
  * Waits for the lock and keeps it alive. Rejects with ERR_NOT_ACQUIRED if the wait ends without

@@ -5,6 +5,7 @@
 // strictly increases from one leader to the next.
 
 const { EventEmitter } = require('node:events');
+const { asyncDisposable, emitSafely } = require('./lifecycle');
 const { LockError, codes, invalidArg } = require('./errors');
 const { checkMs } = require('./checks');
 
@@ -184,15 +185,8 @@ class LeaderElector extends EventEmitter {
     for (const watcher of [...this._watchers]) watcher();
   }
 
-  /** Emits without letting a throwing listener break the election loop: it is rethrown on its own tick. */
   _emit(event, payload) {
-    try {
-      this.emit(event, payload);
-    } catch (err) {
-      process.nextTick(() => {
-        throw err;
-      });
-    }
+    emitSafely(this, event, payload);
   }
 
   /** Reports a failure to 'error' listeners, if there are any; never an unhandled 'error' event. */
@@ -308,14 +302,6 @@ class LeaderElector extends EventEmitter {
 }
 
 // `await using elector = lock.elect(...)` stops it at scope end.
-if (typeof Symbol.asyncDispose === 'symbol') {
-  Object.defineProperty(LeaderElector.prototype, Symbol.asyncDispose, {
-    value: function asyncDispose() {
-      return this.stop();
-    },
-    writable: true,
-    configurable: true,
-  });
-}
+asyncDisposable(LeaderElector, (elector) => elector.stop());
 
 module.exports = { LeaderElector };

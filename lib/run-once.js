@@ -15,6 +15,7 @@
 const { EventEmitter } = require('node:events');
 const { codes, invalidArg } = require('./errors');
 const { MAX_TTL_MS, checkMs } = require('./checks');
+const { asyncDisposable, emitSafely } = require('./lifecycle');
 
 const DEFAULT_RUN_TTL_MS = 30000;
 const MAX_GRACE_MS = 3600000;
@@ -289,24 +290,10 @@ class Schedule extends EventEmitter {
   }
 
   _emit(event, payload) {
-    try {
-      this.emit(event, payload);
-    } catch (err) {
-      process.nextTick(() => {
-        throw err;
-      });
-    }
+    emitSafely(this, event, payload);
   }
 }
 
-if (typeof Symbol.asyncDispose === 'symbol') {
-  Object.defineProperty(Schedule.prototype, Symbol.asyncDispose, {
-    value: function asyncDispose() {
-      return this.stop();
-    },
-    writable: true,
-    configurable: true,
-  });
-}
+asyncDisposable(Schedule, (schedule) => schedule.stop());
 
 module.exports = { runOnce, Schedule, parseSchedule, periodAt, PROBE_INDEX };

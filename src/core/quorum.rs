@@ -102,6 +102,17 @@ impl Quorum {
 
     /// Notes how many nodes answered a request: reports the quorum lost when fewer than a
     /// majority did, and regained when a majority answers again (events.rs).
+    /// The answers among `votes` (the nodes that replied in time without an error), noting
+    /// whether they still make a majority.
+    fn answers<'v, T>(&self, votes: &'v [Vote<T>]) -> Vec<&'v T> {
+        let answers: Vec<&T> = votes
+            .iter()
+            .filter_map(|v| v.as_ref()?.as_ref().ok())
+            .collect();
+        self.observe(answers.len());
+        answers
+    }
+
     fn observe(&self, answered: usize) {
         let lost = answered < self.majority();
         if self.lost.load(Ordering::Relaxed) == lost
@@ -243,11 +254,7 @@ impl Quorum {
                 node.release(key, index, channel)
             })
             .await;
-        let answers: Vec<&Released> = votes
-            .iter()
-            .filter_map(|v| v.as_ref()?.as_ref().ok())
-            .collect();
-        self.observe(answers.len());
+        let answers = self.answers(&votes);
         let count = |r: ReleaseResult| answers.iter().filter(|a| a.result == r).count();
         if count(ReleaseResult::Released) > 0 {
             return Ok(Released {
@@ -286,11 +293,7 @@ impl Quorum {
                 node.renew(key, index, ttl_ms)
             })
             .await;
-        let answers: Vec<&Renewed> = votes
-            .iter()
-            .filter_map(|v| v.as_ref()?.as_ref().ok())
-            .collect();
-        self.observe(answers.len());
+        let answers = self.answers(&votes);
         let count = |r: RenewResult| answers.iter().filter(|a| a.result == r).count();
         let left = valid_until(ttl_ms, sent_at).saturating_duration_since(Instant::now());
         if count(RenewResult::Renewed) >= self.majority() && !left.is_zero() {
