@@ -275,3 +275,22 @@ describe('the lock object passed to releaseLock/renewLock/extendLock is read onc
     });
   }
 });
+
+describe('native errors carry their code as data', () => {
+  it('a native method throws an Error whose code property is ours (no code parsed from the message)', () => {
+    const native = require('../lib/native');
+    const noop = () => {};
+    const nativeLock = new native.NativeLock(
+      { urls: [server.url], namespace: uniqueNs('native'), connectTimeoutMs: 1000, commandTimeoutMs: 1000 },
+      noop,
+    );
+    try {
+      assert.throws(
+        () => nativeLock.acquire(1, 'x', 0),
+        (err) => err.code === 'ERR_INVALID_ARG' && !err.message.startsWith('['),
+      );
+    } finally {
+      nativeLock.close();
+    }
+  });
+});

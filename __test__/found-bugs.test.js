@@ -1,6 +1,6 @@
 'use strict';
 // Reproductions of bugs found by the chaos suite and the security tests (RELIABILITY.md, "Bugs
-// found"). They were TODO tests until the core was fixed; now they guard against regressions.
+// found"), kept as regression tests.
 // (The fuzzer's own finds are in fuzz.test.js.)
 const { describe, it, before } = require('node:test');
 const assert = require('node:assert/strict');
@@ -24,7 +24,7 @@ describe('bugs found by the reliability work (fixed)', () => {
       try {
         assert.equal((await lock.acquireLock('a', 1000)).success, true);
         await sleep(2500);
-        const r = await lock.acquireLock('b', 1000); // today: rejects with ERR_REDIS "Redis: broken pipe"
+        const r = await lock.acquireLock('b', 1000); // (once rejected with ERR_REDIS "Redis: broken pipe")
         assert.equal(r.success, true);
       } finally {
         await lock.close();

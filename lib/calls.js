@@ -5,7 +5,7 @@
 // side holds no reference on the event loop, so while calls are pending one interval timer is
 // kept referenced: the process stays alive exactly as long as a lock operation is pending.
 
-const { fromNative } = require('./errors');
+const { coded } = require('./errors');
 
 const RELEASE_RESULTS = ['released', 'conflict', 'expired'];
 const RENEW_RESULTS = ['renewed', 'missing', 'conflict'];
@@ -115,9 +115,9 @@ function settle(entry, tag, a, b, c, errors, endpoint) {
     case TAG_NOTHING:
       return entry.resolve(undefined);
     case TAG_FAILED:
-      return entry.reject(fromNative(new Error(errors[a]), endpoint));
+      return entry.reject(coded(errors[a], errors[a + 1], endpoint));
     default:
-      return entry.reject(fromNative(new Error(`[ERR_INTERNAL] unknown completion tag ${tag}`)));
+      return entry.reject(coded('ERR_INTERNAL', `unknown completion tag ${tag}`));
   }
 }
 

@@ -39,10 +39,10 @@ function isLockError(err) {
   return err instanceof Error && typeof err.code === 'string' && Object.prototype.hasOwnProperty.call(codes, err.code);
 }
 
-// Errors from the native side arrive as plain Errors whose `code` is one of ours; give them our
-// class, and make sure nothing leaves this library without a documented code.
-// The native side marks its errors with a `[CODE] ` prefix on the message.
-const NATIVE_CODE = /^\[(ERR_[A-Z_]+)\] /;
+// Errors from the native side arrive with their code as data: a thrown Error whose `code` is one
+// of ours, a `{ code, message }` failure a Promise resolved with, or a code and a message in a
+// batch of results. Give them our class, and make sure nothing leaves this library without a
+// documented code.
 
 // Codes whose messages name the Lock's endpoint(s), so that "Redis is down" says which Redis.
 const ABOUT_REDIS = new Set([codes.ERR_REDIS, codes.ERR_NO_QUORUM]);
@@ -54,18 +54,19 @@ const ABOUT_REDIS = new Set([codes.ERR_REDIS, codes.ERR_NO_QUORUM]);
  */
 function fromNative(err, endpoint) {
   if (err instanceof LockError || (err instanceof TypeError && err.code === codes.ERR_INVALID_ARG)) return err;
-  let message = err && err.message ? err.message : String(err);
-  let code = isLockError(err) ? err.code : codes.ERR_INTERNAL;
-  const marked = NATIVE_CODE.exec(message);
-  if (marked && Object.prototype.hasOwnProperty.call(codes, marked[1])) {
-    code = marked[1];
-    message = message.slice(marked[0].length);
-  }
+  const message = err && err.message ? err.message : String(err);
+  if (isLockError(err)) return coded(err.code, message, endpoint);
+  const wrapped = new LockError(codes.ERR_INTERNAL, message);
+  wrapped.cause = err;
+  return wrapped;
+}
+
+/** The error for a native failure given as its `code` and `message` (see fromNative). */
+function coded(code, message, endpoint) {
+  if (!Object.prototype.hasOwnProperty.call(codes, code)) return new LockError(codes.ERR_INTERNAL, `${code}: ${message}`);
   if (code === codes.ERR_INVALID_ARG) return invalidArg(message);
   if (endpoint && ABOUT_REDIS.has(code) && !message.includes(endpoint)) message = `${message} (${endpoint})`;
-  const wrapped = new LockError(code, message);
-  if (code === codes.ERR_INTERNAL) wrapped.cause = err;
-  return wrapped;
+  return new LockError(code, message);
 }
 
 /**
@@ -75,10 +76,9 @@ function fromNative(err, endpoint) {
  */
 function fromArguments(err) {
   if (isLockError(err)) return fromNative(err);
-  if (err instanceof Error && NATIVE_CODE.test(err.message)) return fromNative(err);
   const wrapped = invalidArg(`could not read the arguments: ${err instanceof Error ? err.message : String(err)}`);
   wrapped.cause = err;
   return wrapped;
 }
 
-module.exports = { codes, LockError, invalidArg, isLockError, fromNative, fromArguments };
+module.exports = { codes, LockError, invalidArg, isLockError, fromNative, coded, fromArguments };

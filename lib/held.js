@@ -2,7 +2,7 @@
 // Held locks that look after themselves: the lease is renewed from Rust timers (a blocked event
 // loop does not lose it), and an AbortSignal fires as soon as the lease can no longer be trusted.
 
-const { LockError, codes, fromNative, fromArguments } = require('./errors');
+const { LockError, codes, coded, fromNative, fromArguments } = require('./errors');
 const addon = require('./native');
 const diagnostics = require('./diagnostics');
 const { asyncDisposable } = require('./lifecycle');
@@ -27,6 +27,7 @@ const LOST_MESSAGES = {
   unreachable: 'the lease could not be renewed before it ran out',
   'max-hold': 'the lock was held for maxHoldMs',
   closed: 'the Lock was closed',
+  internal: 'the lease keeper failed (a bug: please report it)',
 };
 
 function lostError(reason) {
@@ -52,7 +53,10 @@ class HeldLock {
     /** Aborts (with an ERR_LOCK_LOST LockError as reason) when the lease is lost. */
     this.signal = controller.signal;
     this._renewals = renewals;
-    this._lost = lease.lost().then((reason) => {
+    this._lost = lease.lost().then((settled) => {
+      // A reason, null once stopped, or (a bug in the keeper) a `{ code, message }` failure:
+      // then the lease can no longer be trusted and counts as lost.
+      const reason = settled !== null && typeof settled === 'object' ? 'internal' : settled;
       if (renewals !== 0) lock._calls.unwatch(renewals);
       if (reason) {
         diagnostics.leaseLost(lock.namespace, id, this.index, reason);
@@ -95,11 +99,16 @@ async function acquireHeld(lock, native, key, id, ttl, options, operation = 'acq
   const span = diagnostics.waitStart(operation, lock.namespace, id, ttl, options.waitMs);
   const renewals = diagnostics.watchRenewals(lock._calls, lock.namespace, id);
   let lease;
+  let failed = null;
   try {
+    // Resolves with the lease, or with the failure as `{ code, message }` (never rejects).
     lease = await native.acquireLease(key, ttl, options.waitMs, options.renewEveryMs, options.maxHoldMs, abort, renewals);
+    if (typeof lease.code === 'string') failed = coded(lease.code, lease.message, lock._calls.endpoint);
   } catch (err) {
+    failed = fromNative(err, lock._calls.endpoint);
+  }
+  if (failed !== null) {
     if (renewals !== 0) lock._calls.unwatch(renewals);
-    const failed = fromNative(err, lock._calls.endpoint);
     if (span !== null) span.fail(failed);
     throw failed;
   }

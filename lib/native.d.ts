@@ -25,7 +25,7 @@ export declare class NativeLease {
    * Resolves with why the lease was lost ('conflict', 'missing', 'unreachable', 'max-hold',
    * 'closed'), or with null once it was stopped (or was never held).
    */
-  lost(): Promise<string | null>
+  lost(): Promise<string | null | NativeFailure>
   /** Milliseconds before the lease must be considered lost (0 when lost or stopped). */
   remainingMs(): number
   /** Stops renewing (does not release). Idempotent. */
@@ -48,7 +48,7 @@ export declare class NativeLock {
    * `renewals` token (not 0), each successful renewal is reported through `on_done` as a
    * record `[token, 5, index, remainingMs, 0]` (lib/calls.js), for diagnostics.
    */
-  acquireLease(id: string, ttl: number, waitMs: number, renewEveryMs: number, maxHoldMs: number, abort?: AbortHandle | undefined | null, renewals?: number | undefined | null): Promise<NativeLease>
+  acquireLease(id: string, ttl: number, waitMs: number, renewEveryMs: number, maxHoldMs: number, abort?: AbortHandle | undefined | null, renewals?: number | undefined | null): Promise<NativeLease | NativeFailure>
   close(): void
 }
 
@@ -76,6 +76,15 @@ export interface NativeEvent {
   /** Quorum events: nodes that answered, and the majority needed. */
   answered?: number
   needed?: number
+}
+
+/**
+ * A failed asynchronous call, as the value its Promise resolves with (napi-rs rejects a
+ * spawned future's Promise only with its fixed statuses, which would lose our code).
+ */
+export interface NativeFailure {
+  code: string
+  message: string
 }
 
 export interface NativeLockOptions {

@@ -78,10 +78,45 @@ pub struct WaitAcquireOutcome {
     pub immediate: bool,
 }
 
-/// The JS facade reads the code from the `[CODE]` prefix: async rejections from napi carry a
-/// fixed status, not our code.
-fn to_napi(err: LockError) -> Error {
-    Error::new(Status::GenericFailure, format!("[{}] {}", err.code(), err))
+/// An error's stable code (`ERR_REDIS`, ...): napi-rs makes the status of an `Error<Code>` the
+/// thrown JavaScript error's `code` property, so codes cross the boundary as data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Code(&'static str);
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+/// What the binding's helpers return: a thrown error carries our code. (The `#[napi]` methods
+/// spell it out as `Result<T, Code>`, the form napi-rs recognises.)
+type Coded<T> = Result<T, Code>;
+
+fn to_napi(err: LockError) -> Error<Code> {
+    Error::new(Code(err.code()), err.to_string())
+}
+
+/// A failure of napi itself (creating a function or a value): a bug, ERR_INTERNAL.
+fn napi_failed(err: Error) -> Error<Code> {
+    Error::new(Code("ERR_INTERNAL"), err.reason.clone())
+}
+
+/// A failed asynchronous call, as the value its Promise resolves with (napi-rs rejects a
+/// spawned future's Promise only with its fixed statuses, which would lose our code).
+#[napi(object, object_from_js = false)]
+pub struct NativeFailure {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<LockError> for NativeFailure {
+    fn from(err: LockError) -> Self {
+        NativeFailure {
+            code: err.code().to_owned(),
+            message: err.to_string(),
+        }
+    }
 }
 
 /// What a caught panic (a bug) is reported as, instead of unwinding into Node.
@@ -89,11 +124,11 @@ fn panicked() -> LockError {
     LockError::Internal("redfour-native panicked; please report this".to_owned())
 }
 
-fn invalid(message: String) -> Error {
+fn invalid(message: String) -> Error<Code> {
     to_napi(LockError::InvalidArg(message))
 }
 
-fn ttl_ms(value: f64, name: &str) -> Result<u64> {
+fn ttl_ms(value: f64, name: &str) -> Coded<u64> {
     if value.is_finite() && value.fract() == 0.0 && value >= 1.0 && value <= core::MAX_TTL_MS as f64
     {
         Ok(value as u64)
@@ -105,7 +140,7 @@ fn ttl_ms(value: f64, name: &str) -> Result<u64> {
     }
 }
 
-fn wait_limit(wait_ms: f64) -> Result<Option<Duration>> {
+fn wait_limit(wait_ms: f64) -> Coded<Option<Duration>> {
     if wait_ms == 0.0 {
         Ok(None)
     } else {
@@ -113,7 +148,7 @@ fn wait_limit(wait_ms: f64) -> Result<Option<Duration>> {
     }
 }
 
-fn lock_index(value: f64) -> Result<i64> {
+fn lock_index(value: f64) -> Coded<i64> {
     if value.is_finite() && value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_991.0 {
         Ok(value as i64)
     } else {
@@ -121,9 +156,10 @@ fn lock_index(value: f64) -> Result<i64> {
     }
 }
 
-/// Runs an engine future as a Promise. A panic (a bug) becomes an ERR_INTERNAL rejection instead
-/// of unwinding into Node.
-fn spawn<T, F>(env: &Env, work: F) -> Result<PromiseRaw<'_, T>>
+/// Runs an engine future as a Promise that resolves with its value or with a `NativeFailure`
+/// (never rejects). A panic (a bug) becomes an ERR_INTERNAL failure instead of unwinding into
+/// Node.
+fn spawn<T, F>(env: &Env, work: F) -> Coded<PromiseRaw<'_, Either<T, NativeFailure>>>
 where
     T: 'static + Send + ToNapiValue,
     F: 'static + Send + Future<Output = core::Result<T>>,
@@ -133,14 +169,16 @@ where
         AssertUnwindSafe(work)
             .catch_unwind()
             .map(|outcome| match outcome {
-                Ok(result) => result.map_err(to_napi),
-                Err(_) => Err(to_napi(panicked())),
+                Ok(Ok(value)) => Ok(Either::A(value)),
+                Ok(Err(err)) => Ok(Either::B(err.into())),
+                Err(_) => Ok(Either::B(panicked().into())),
             }),
     )
+    .map_err(napi_failed)
 }
 
 /// Completions travel back to JavaScript in batches through one weak threadsafe function per
-/// Lock: each is five numbers `[call, tag, a, b, c]` (see `Done`), errors also add a message.
+/// Lock: each is five numbers `[call, tag, a, b, c]` (see `Done`), a failed call also adds its code and message to the strings.
 /// One wake-up of the JS thread delivers everything finished since the last one, and no
 /// per-call threadsafe function or Promise is created on the native side. (The facade keeps
 /// the process alive while calls are pending; a weak function never does.)
@@ -259,8 +297,10 @@ impl Outbox {
                 [5.0, index as f64, 0.0, 0.0]
             }
             Done::Failed(err) => {
-                errors.push(format!("[{}] {}", err.code(), err));
-                [9.0, (errors.len() - 1) as f64, 0.0, 0.0]
+                // The code and the message, as two strings: `errors[a]` and `errors[a + 1]`.
+                errors.push(err.code().to_owned());
+                errors.push(err.to_string());
+                [9.0, (errors.len() - 2) as f64, 0.0, 0.0]
             }
         };
         values.push(call);
@@ -336,7 +376,7 @@ impl NativeLock {
             FnArgs<(Float64Array, Vec<String>)>,
             (),
         >,
-    ) -> Result<Self> {
+    ) -> Result<Self, Code> {
         let timeouts = Timeouts {
             connect: Duration::from_millis(options.connect_timeout_ms.max(1).into()),
             command: Duration::from_millis(options.command_timeout_ms.max(1).into()),
@@ -391,7 +431,8 @@ impl NativeLock {
                 delivered.delivered(BUSY_POLL.now());
                 let (values, errors) = taken.locked().take();
                 Ok(FnArgs::from((Float64Array::new(values), errors)))
-            })?;
+            })
+            .map_err(napi_failed)?;
         Ok(NativeLock {
             lock,
             outbox: Arc::new(Outbox { queue, notify }),
@@ -400,7 +441,7 @@ impl NativeLock {
     }
 
     #[napi]
-    pub fn acquire(&self, call: u32, id: String, ttl: f64) -> Result<()> {
+    pub fn acquire(&self, call: u32, id: String, ttl: f64) -> Result<(), Code> {
         let ttl = ttl_ms(ttl, "ttl")?;
         let lock = self.lock.clone();
         self.run(call, true, async move {
@@ -418,7 +459,7 @@ impl NativeLock {
         ttl: f64,
         wait_ms: f64,
         abort: Option<&AbortHandle>,
-    ) -> Result<()> {
+    ) -> Result<(), Code> {
         let ttl = ttl_ms(ttl, "lockTtl")?;
         let wait = wait_limit(wait_ms)?;
         let abort = abort_token(abort);
@@ -431,7 +472,7 @@ impl NativeLock {
     }
 
     #[napi]
-    pub fn release(&self, call: u32, id: String, index: f64) -> Result<()> {
+    pub fn release(&self, call: u32, id: String, index: f64) -> Result<(), Code> {
         let index = lock_index(index)?;
         let lock = self.lock.clone();
         self.run(call, true, async move {
@@ -441,7 +482,7 @@ impl NativeLock {
     }
 
     #[napi]
-    pub fn renew(&self, call: u32, id: String, index: f64, ttl: f64) -> Result<()> {
+    pub fn renew(&self, call: u32, id: String, index: f64, ttl: f64) -> Result<(), Code> {
         let index = lock_index(index)?;
         let ttl = ttl_ms(ttl, "ttl")?;
         let lock = self.lock.clone();
@@ -461,7 +502,7 @@ impl NativeLock {
     /// (renewing every `renew_every_ms`) until the lease is stopped or lost. With a
     /// `renewals` token (not 0), each successful renewal is reported through `on_done` as a
     /// record `[token, 5, index, remainingMs, 0]` (lib/calls.js), for diagnostics.
-    #[napi(ts_return_type = "Promise<NativeLease>")]
+    #[napi(ts_return_type = "Promise<NativeLease | NativeFailure>")]
     #[allow(clippy::too_many_arguments)]
     pub fn acquire_lease<'env>(
         &self,
@@ -473,7 +514,7 @@ impl NativeLock {
         max_hold_ms: f64,
         abort: Option<&AbortHandle>,
         renewals: Option<u32>,
-    ) -> Result<PromiseRaw<'env, NativeLease>> {
+    ) -> Result<PromiseRaw<'env, Either<NativeLease, NativeFailure>>, Code> {
         let ttl = ttl_ms(ttl, "ttl")?;
         let wait = wait_limit(wait_ms)?;
         let mut options = LeaseOptions::new(Duration::from_millis(ttl));
@@ -585,8 +626,11 @@ impl NativeLease {
 
     /// Resolves with why the lease was lost ('conflict', 'missing', 'unreachable', 'max-hold',
     /// 'closed'), or with null once it was stopped (or was never held).
-    #[napi(ts_return_type = "Promise<string | null>")]
-    pub fn lost<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Option<&'static str>>> {
+    #[napi(ts_return_type = "Promise<string | null | NativeFailure>")]
+    pub fn lost<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<PromiseRaw<'env, Either<Option<&'static str>, NativeFailure>>, Code> {
         let lease = self.lease.clone();
         spawn(env, async move {
             Ok(match lease {

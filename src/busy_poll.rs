@@ -1,28 +1,14 @@
 //! Busy polling: keeps the runtime's worker thread awake for a short grace after a lock call
-//! completes, so that the caller's next call, and then Redis's reply to it, are picked up by a
-//! running thread instead of waking a sleeping one.
+//! completes, so that the caller's next call, and Redis's reply to it, find a running thread
+//! instead of waking a sleeping one (on a VM a wake-up of an idle CPU goes through the
+//! hypervisor and can cost more than the round trip). During the grace the worker keeps
+//! yielding to the runtime, which polls its sockets and timers without blocking.
 //!
-//! Why: every call crosses from the JS thread to the runtime and back. When the worker thread
-//! sleeps between calls, each crossing costs a thread wake-up, and on virtual machines a wake-up
-//! of an idle CPU goes through the hypervisor: on the 2-core benchmark VM a sequential
-//! acquire + release pair cost 290-1,900 µs without busy polling against 150-500 µs with it,
-//! depending on the machine's load (bench/DIAGNOSIS.md). The cost is CPU: during the grace the
-//! worker spins, yielding to the runtime, which polls its sockets and timers without blocking.
-//! A caller issuing calls back to back keeps extending the grace, so the thread stays awake for
-//! the whole sequence; a lone call pays the wake-ups once and the grace afterwards.
-//!
-//! Only for callers that keep coming back quickly: the binding polls after a call only when
-//! that call and the one before it were each made within the grace of the previous completion
-//! reaching JavaScript. A caller that holds its lock for a while before releasing, or paces its
-//! calls, gains nothing from a thread kept awake (measured: pairs paced at 200/s took 0.72-1.10
-//! ms with polling after every call and 0.73-0.94 ms without, for 3-5 % more of a core), so it
-//! gets none and pays nothing.
-//!
-//! Only the grace after a completion, not the time a call is in flight: spinning while a reply
-//! is awaited competes for the CPU with Redis and with the other processes waiting for the lock,
-//! and measured, it made 500 waiters in 4 processes on one lock 25-70 % slower on 2 cores, with
-//! no gain for sequential calls (the grace already keeps the thread awake across them). Linux's
-//! `SO_BUSY_POLL` and Go's spinning scheduler threads make the same kind of trade.
+//! Only after a completion, never while a reply is awaited (that competes for the CPU with Redis
+//! and with other waiting processes), and only for callers that keep coming back quickly: the
+//! binding polls after a call only when it and the call before it were each made within the grace
+//! of the previous completion reaching JavaScript, so a paced caller pays nothing. The A/B
+//! measurements behind each rule are in bench/DIAGNOSIS.md.
 //!
 //! No napi here: the binding decides which calls take part and spawns [`BusyPoll::run`].
 
