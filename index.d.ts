@@ -288,8 +288,9 @@ declare namespace Lock {
      * a CPU) for this long after each acquire, release, renew or extend completes, so that the
      * next call and Redis's reply to it need not wake a sleeping thread (on virtual machines
      * that wake-up can cost more than the round trip). Paced callers and waits are not followed
-     * by polling. 0 turns it off. Integer, 0-10000. Default 300 on machines with 2 or more
-     * CPUs, 0 on one CPU.
+     * by polling. It helps only loops of back-to-back calls (sequential acquire + release p50
+     * about 115 µs with 300 against 170-190 µs without, on a 2-core VM) and costs CPU at paced
+     * request rates, so it is off by default. Integer, 0-10000. Default 0.
      */
     busyPollMicros?: number;
   }

@@ -79,7 +79,7 @@ function checkHeld(lock) {
   return { given, id, index: checkIndex(lock.index) };
 }
 
-/** `busyPollMicros`: undefined leaves the native default (300 µs with 2+ CPUs, else 0). */
+/** `busyPollMicros`: undefined leaves the native default (0: off). */
 function checkBusyPoll(value) {
   if (value === undefined || value === null) return undefined;
   if (!Number.isInteger(value) || value < 0 || value > MAX_BUSY_POLL_MICROS) {

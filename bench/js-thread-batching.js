@@ -45,11 +45,12 @@ function batcher(redis, command, cap) {
       (err) => calls.forEach((c) => c.reject(err)),
     );
   };
-  return (keys, values) => new Promise((resolve, reject) => {
-    if (queue.length === 0) setImmediate(flush);
-    queue.push({ keys, values, resolve, reject });
-    if (queue.length >= cap) flush();
-  });
+  return (keys, values) =>
+    new Promise((resolve, reject) => {
+      if (queue.length === 0) setImmediate(flush);
+      queue.push({ keys, values, resolve, reject });
+      if (queue.length >= cap) flush();
+    });
 }
 
 async function main() {
@@ -64,13 +65,25 @@ async function main() {
     redis.defineCommand('acquireMany', { lua: batchOf(scriptSource('ACQUIRE')) });
     redis.defineCommand('releaseMany', { lua: batchOf(scriptSource('RELEASE')) });
     let attempt = 0;
-    const acquireArgs = (id) => [[`ns:${id}`, 'nsindex'], [10000, String(++attempt), '', '']];
-    const releaseArgs = (id, index) => [[`ns:${id}`, 'nsindex'], [index, 'ns-release', 'grant', 'ns\0']];
+    const acquireArgs = (id) => [
+      [`ns:${id}`, 'nsindex'],
+      [10000, String(++attempt), '', ''],
+    ];
+    const releaseArgs = (id, index) => [
+      [`ns:${id}`, 'nsindex'],
+      [index, 'ns-release', 'grant', 'ns\0'],
+    ];
     let acquire;
     let release;
     if (mode === 'one-by-one') {
-      acquire = (id) => { const [k, v] = acquireArgs(id); return redis.acquireOne(...k, ...v.slice(0, 3)); };
-      release = (id, index) => { const [k, v] = releaseArgs(id, index); return redis.releaseOne(...k, ...v); };
+      acquire = (id) => {
+        const [k, v] = acquireArgs(id);
+        return redis.acquireOne(...k, ...v.slice(0, 3));
+      };
+      release = (id, index) => {
+        const [k, v] = releaseArgs(id, index);
+        return redis.releaseOne(...k, ...v);
+      };
     } else {
       const acquireMany = batcher(redis, 'acquireMany', cap);
       const releaseMany = batcher(redis, 'releaseMany', cap);
@@ -87,9 +100,11 @@ async function main() {
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     let next = 0;
-    await Promise.all(Array.from({ length: LOOPS }, async () => {
-      while (next < PAIRS) await pair(`p${next++}`);
-    }));
+    await Promise.all(
+      Array.from({ length: LOOPS }, async () => {
+        while (next < PAIRS) await pair(`p${next++}`);
+      }),
+    );
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = process.cpuUsage(cpu0);
     console.log(

@@ -43,7 +43,7 @@ async function main() {
     const serverCpu = server.cpuSeconds() - serverCpu0;
     console.log(
       `${lib}: ${pairs} pairs, ${loops} loop(s): ${((seconds * 1e6) / pairs).toFixed(1)} µs/pair wall, ` +
-        `${Math.round(pairs / seconds)} pairs/s; node CPU ${(((cpu.user + cpu.system) / pairs)).toFixed(1)} µs/pair ` +
+        `${Math.round(pairs / seconds)} pairs/s; node CPU ${((cpu.user + cpu.system) / pairs).toFixed(1)} µs/pair ` +
         `(user ${(cpu.user / pairs).toFixed(1)}, sys ${(cpu.system / pairs).toFixed(1)}); redis-server CPU ${((serverCpu * 1e6) / pairs).toFixed(1)} µs/pair`,
     );
     await lock.close();

@@ -7,8 +7,14 @@
 //
 //   node bench/run.js            full run (under 5 minutes on 2 cores)
 //   node bench/run.js --quick    quick run (about 1.5 minutes; fewer samples, N up to 500)
-//   --only=latency,throughput,handoff,contention,scale,overhead,topologies   run some scenarios
+//   --only=latency,throughput,handoff,contention,scale,overhead,topologies,openloop   run some scenarios
 //   --libs=redfour-native,redfour                                    run some libraries
+//   --rates=200,2000,10000   open-loop arrival rates (pairs/s)
+//   --openloop-seconds=S     open-loop measured seconds per rate and library (split over its rounds)
+//   --openloop-libs=A,B      open-loop rows (default: redfour-native, the same with
+//                            busyPollMicros 0, redfour, ioredfour, floor); short names:
+//                            busy-poll-0, harness (no lock, the harness's own cost), prototype
+//                            (our scripts sent from the JS thread on a bare socket)
 //   --no-write   print only (no results/<date>.json, RESULTS.md or chart)
 //   --from=FILE  rewrite RESULTS.md and the chart from an earlier results JSON (no measuring),
 //                e.g. after editing DIAGNOSIS.md
@@ -21,7 +27,7 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { execFileSync, spawnSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 
 const { RedisServer, redisVersion, sleep } = require('./lib/redis-server');
 const { Worker, withTimeout } = require('./lib/proc');
@@ -29,12 +35,18 @@ const libs = require('./lib/libs');
 const { summary, round } = require('./lib/stats');
 const report = require('./lib/report');
 const rust = require('./lib/rust');
+const { addonPath } = require('../scripts/build-if-needed'); // where `npm run build` puts this platform's addon
 
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(`--${name}`);
 const option = (name) => {
   const a = args.find((x) => x.startsWith(`--${name}=`));
-  return a ? a.slice(name.length + 3).split(',').filter(Boolean) : null;
+  return a
+    ? a
+        .slice(name.length + 3)
+        .split(',')
+        .filter(Boolean)
+    : null;
 };
 const QUICK = flag('quick');
 const WRITE = !flag('no-write');
@@ -50,6 +62,7 @@ const P = QUICK
       contention: { ns: [10, 100, 500], capMs: 3000 },
       scale: { waiters: 10000, settleMs: 800, drainLimitMs: 3000, instances: 200 },
       topologies: { rounds: 1, warmup: 200, count: 2000, loops: 64, warmupMs: 200, durationMs: 500, handoffs: 100, settleMs: 15 },
+      openloop: { rates: [200, 2000, 10000], rounds: 1, warmupMs: 500, durationMs: 1500 },
     }
   : {
       // 6 short rounds rather than 3 long ones: this VM changes speed within seconds (a peer
@@ -62,7 +75,15 @@ const P = QUICK
       scale: { waiters: 10000, settleMs: 1500, drainLimitMs: 12000, instances: 1000 },
       // About 35 s in all (servers and cluster setup included); quick mode about 30 s.
       topologies: { rounds: 2, warmup: 200, count: 2400, loops: 64, warmupMs: 200, durationMs: 600, handoffs: 120, settleMs: 15 },
+      // 5 s measured per rate and library, in 2 rounds of 2.5 s (alternating order), each after
+      // 1 s of warm-up at the same rate: about 2 minutes for 5 rows.
+      openloop: { rates: [200, 2000, 10000], rounds: 2, warmupMs: 1000, durationMs: 2500 },
     };
+if (option('rates'))
+  P.openloop.rates = option('rates')
+    .map(Number)
+    .filter((x) => x > 0);
+if (option('openloop-seconds')) P.openloop.durationMs = (Number(option('openloop-seconds')[0]) * 1000) / P.openloop.rounds;
 const CONTENTION = { processes: 4, sectionMs: 1, lockTtl: 1000 };
 // Worker threads of the tokio runtime in the Rust-side bench: the addon's runtime has 1 (see
 // module_init in src/binding.rs); REDFOUR_BENCH_RUST_WORKERS overrides.
@@ -72,7 +93,10 @@ const T0 = Date.now();
 const log = (...a) => console.error(`[${((Date.now() - T0) / 1000).toFixed(0).padStart(3)} s]`, ...a);
 
 function failed(what, err) {
-  const first = String(err && err.message ? err.message : err).split('\n').slice(0, 3).join(' | ');
+  const first = String(err && err.message ? err.message : err)
+    .split('\n')
+    .slice(0, 3)
+    .join(' | ');
   log(`  ${what}: FAILED: ${first}`);
   return { error: first };
 }
@@ -89,7 +113,7 @@ function machine() {
   const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
   const model = (/^model name\s*:\s*(.+)$/m.exec(cpuinfo) || [])[1] || os.cpus()[0]?.model || 'unknown';
   const mhz = (/^cpu MHz\s*:\s*(.+)$/m.exec(cpuinfo) || [])[1];
-  const addon = path.join(__dirname, '..', 'redfour-native.node');
+  const addon = addonPath();
   return {
     nproc: Number(sh('nproc', [])) || os.cpus().length,
     cpu: model.trim(),
@@ -102,7 +126,9 @@ function machine() {
     loadAverage: os.loadavg().map((v) => round(v, 2)),
     commit: sh('git', ['-C', path.join(__dirname, '..'), 'rev-parse', '--short', 'HEAD']),
     addonBuilt: fs.existsSync(addon) ? fs.statSync(addon).mtime.toISOString() : null,
-    versions: Object.fromEntries(['redfour-native', 'redfour', 'ioredfour', 'redlock', 'redis-semaphore', 'ioredis'].map((n) => [n, libs.version(n)])),
+    versions: Object.fromEntries(
+      ['redfour-native', 'redfour', 'ioredfour', 'redlock', 'redis-semaphore', 'ioredis'].map((n) => [n, libs.version(n)]),
+    ),
   };
 }
 
@@ -113,11 +139,16 @@ function machine() {
  */
 function buildState() {
   const root = path.join(__dirname, '..');
-  const addon = path.join(root, 'redfour-native.node');
+  const addon = addonPath();
   const status = sh('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'lib', 'index.js', 'Cargo.toml', 'Cargo.lock', 'build.rs']);
   return {
     addonBuilt: fs.existsSync(addon) ? fs.statSync(addon).mtime.toISOString() : null,
-    uncommitted: status ? status.split('\n').map((l) => l.trim().replace(/^\S+\s+/, '')).filter(Boolean) : [],
+    uncommitted: status
+      ? status
+          .split('\n')
+          .map((l) => l.trim().replace(/^\S+\s+/, ''))
+          .filter(Boolean)
+      : [],
   };
 }
 
@@ -345,7 +376,16 @@ async function contentionCell(url, lib, n) {
       if (timedOut) {
         runs.forEach((r) => r.catch(() => {}));
         results = await Promise.all(
-          workers.map((w) => withTimeout(w.call('contentionStop'), 5000, 'report').catch(() => ({ lost: true, sections: [], violations: 0, timeouts: 0, errors: 0, done: 0 }))),
+          workers.map((w) =>
+            withTimeout(w.call('contentionStop'), 5000, 'report').catch(() => ({
+              lost: true,
+              sections: [],
+              violations: 0,
+              timeouts: 0,
+              errors: 0,
+              done: 0,
+            })),
+          ),
         );
         workers.forEach((w) => w.kill());
       }
@@ -422,7 +462,11 @@ async function scaleWaiters(url, lib) {
     await Promise.all([holder, waiter].map((w) => withTimeout(w.call('open', { lib, url }), 15000, 'open')));
     await withTimeout(holder.call('holdMany', { count, ttl: 120000 }), 30000, 'holdMany');
     const { rss: base, heap: heapBase } = await waiter.call('baseline');
-    const settled = await withTimeout(waiter.call('waitMany', { count, ttl: 60000, waitMs: 60000, settleMs }), settleMs + 30000, 'waitMany');
+    const settled = await withTimeout(
+      waiter.call('waitMany', { count, ttl: 60000, waitMs: 60000, settleMs }),
+      settleMs + 30000,
+      'waitMany',
+    );
     // Redis load while all of them wait (after their first attempts): pollers keep polling.
     const before = await commandStats();
     const tIdle = process.hrtime.bigint();
@@ -506,7 +550,12 @@ async function overhead(url, results) {
   try {
     node.boundary = await withWorkers(1, napi, url, async ([w]) => {
       const r = await withTimeout(
-        w.call('boundary', { warmup: P.latency.warmup, count: P.latency.count, loops: 64, durationMs: P.throughput.durationMs * P.throughput.rounds }),
+        w.call('boundary', {
+          warmup: P.latency.warmup,
+          count: P.latency.count,
+          loops: 64,
+          durationMs: P.throughput.durationMs * P.throughput.rounds,
+        }),
         60000,
         'boundary',
       );
@@ -534,7 +583,14 @@ const TOPOLOGY_ROWS = [
   { key: 'quorum-5:redlock', mode: 'quorum, 5 masters', lib: 'redlock', nodes: 'q5' },
 ];
 // Run order within a round (reversed every other round): each redlock row next to ours.
-const TOPOLOGY_ORDER = ['single:redfour-native', 'quorum-3:redfour-native', 'quorum-3:redlock', 'quorum-5:redfour-native', 'quorum-5:redlock', 'cluster-3:redfour-native'];
+const TOPOLOGY_ORDER = [
+  'single:redfour-native',
+  'quorum-3:redfour-native',
+  'quorum-3:redlock',
+  'quorum-5:redfour-native',
+  'quorum-5:redlock',
+  'cluster-3:redfour-native',
+];
 
 async function topologyRow(row, nodes, round) {
   const topo = require('./lib/topologies');
@@ -550,10 +606,18 @@ async function topologyRow(row, nodes, round) {
     const lat = await withTimeout(w.call('latency', { warmup: prm.warmup, count: per(prm.count) }), 120000, 'latency');
     times.push(Date.now());
     const before = await topo.commandStats(nodes);
-    const tp = await withTimeout(w.call('throughput', { loops: prm.loops, warmupMs: prm.warmupMs, durationMs: prm.durationMs }), 60000, 'throughput');
+    const tp = await withTimeout(
+      w.call('throughput', { loops: prm.loops, warmupMs: prm.warmupMs, durationMs: prm.durationMs }),
+      60000,
+      'throughput',
+    );
     const cmds = statsDelta(before, await topo.commandStats(nodes));
     times.push(Date.now());
-    const ho = await withTimeout(w.call('handoffLocal', { iterations: per(prm.handoffs), settleMs: prm.settleMs, tag: `${round}` }), 120000, 'hand-off');
+    const ho = await withTimeout(
+      w.call('handoffLocal', { iterations: per(prm.handoffs), settleMs: prm.settleMs, tag: `${round}` }),
+      120000,
+      'hand-off',
+    );
     times.push(Date.now());
     // Seconds spent opening, in latency, throughput and hand-off (to keep the section short).
     const phases = times.slice(1).map((t, k) => (t - times[k]) / 1000);
@@ -636,10 +700,12 @@ async function topologies(mainUrl) {
           commandsPerPair: tsum((r) => r.cmds.total) / tsum((r) => r.total),
           scriptsPerPair: tsum((r) => r.cmds.scripts) / tsum((r) => r.total),
           commands: Object.fromEntries(
-            Object.entries(tps.reduce((a, r) => {
-              for (const [k, v] of Object.entries(r.cmds.delta)) a[k] = (a[k] || 0) + v;
-              return a;
-            }, {})).map(([k, v]) => [k, round(v / tsum((r) => r.total), 3)]),
+            Object.entries(
+              tps.reduce((a, r) => {
+                for (const [k, v] of Object.entries(r.cmds.delta)) a[k] = (a[k] || 0) + v;
+                return a;
+              }, {}),
+            ).map(([k, v]) => [k, round(v / tsum((r) => r.total), 3)]),
           ),
         },
         handoff: { ...summary(rs.flatMap((r) => r.handoff.samples)), failures: sum((r) => r.handoff.failures) },
@@ -652,6 +718,129 @@ async function topologies(mainUrl) {
   out.seconds = (Date.now() - t0) / 1000;
   log(`  topologies: ${out.seconds.toFixed(0)} s`);
   return out;
+}
+
+// --- 8. Open loop (issue 15) ------------------------------------------------------------------
+
+/**
+ * Poisson arrivals of acquire + release pairs on fresh ids at fixed rates, one fresh process per
+ * library, rate and round (lib/openloop.js; arrivals come from a generator process through a
+ * pipe). Every library gets the same arrival schedule (same seed) in the same minutes: for
+ * each rate, rounds in alternating library order.
+ */
+async function openloop(url, names, redisPid) {
+  const { rates, rounds, warmupMs, durationMs } = P.openloop;
+  const out = { rates: {} };
+  let turn = 0;
+  for (const rate of rates) {
+    const parts = Object.fromEntries(names.map((n) => [n, []]));
+    const errors = {};
+    for (let r = 0; r < rounds; r++) {
+      const order = turn++ % 2 === 0 ? names : [...names].reverse();
+      for (const lib of order) {
+        if (errors[lib]) continue;
+        log(`  open loop ${rate}/s: ${lib}${rounds > 1 ? ` (round ${r + 1}/${rounds})` : ''}`);
+        await flush();
+        const load1 = round(os.loadavg()[0], 2);
+        try {
+          const res = await withWorkers(1, lib, url, ([w]) =>
+            withTimeout(
+              w.call('openloop', { rate, warmupMs, durationMs, seed: rate * 1000 + r + 1, redisPid }),
+              warmupMs + durationMs + 20000,
+              'openloop',
+            ),
+          );
+          parts[lib].push({ ...res, load1 });
+        } catch (err) {
+          errors[lib] = failed(`open loop ${rate}/s ${lib}`, err);
+        }
+      }
+    }
+    out.rates[rate] = {};
+    for (const lib of names) {
+      if (errors[lib]) {
+        out.rates[rate][lib] = errors[lib];
+        continue;
+      }
+      out.rates[rate][lib] = aggregateOpenloop(rate, parts[lib]);
+    }
+  }
+  return out;
+}
+
+function aggregateOpenloop(rate, rs) {
+  const sum = (f) => rs.reduce((a, x) => a + f(x), 0);
+  const pairs = sum((x) => x.pairs);
+  const seconds = sum((x) => x.seconds);
+  const per = (v) => (pairs ? v / pairs : null);
+  const total = summary(rs.flatMap((x) => x.total));
+  const service = summary(rs.flatMap((x) => x.service));
+  const lag = summary(rs.flatMap((x) => x.lag));
+  const threads = {};
+  for (const role of Object.keys(rs[0].threads)) {
+    const get = (k) => sum((x) => x.threads[role][k]);
+    if (!rs.some((x) => x.threads[role].threads)) continue;
+    threads[role] = {
+      threads: Math.max(...rs.map((x) => x.threads[role].threads)),
+      cpuUsPerPair: per(get('cpuUs')),
+      voluntaryPerPair: per(get('voluntary')),
+      involuntaryPerPair: per(get('involuntary')),
+      scheduledInPerPair: per(get('slices')),
+      runQueueUsPerPair: per(get('runQueueUs')),
+    };
+  }
+  return {
+    rate,
+    pairs,
+    seconds,
+    achieved: pairs / seconds,
+    cpuUsPerPair: per(sum((x) => x.cpuUs)),
+    userUsPerPair: per(sum((x) => x.userUs)),
+    systemUsPerPair: per(sum((x) => x.systemUs)),
+    statCpuUsPerPair: per(sum((x) => x.statCpuUs)),
+    coreShare: sum((x) => x.cpuUs) / 1e6 / seconds,
+    redisCpuUsPerPair: rs.every((x) => x.redisCpuUs !== null) ? per(sum((x) => x.redisCpuUs)) : null,
+    switchesPerPair: per(sum((x) => x.voluntary + x.involuntary)),
+    voluntaryPerPair: per(sum((x) => x.voluntary)),
+    involuntaryPerPair: per(sum((x) => x.involuntary)),
+    p50: total.p50,
+    p90: total.p90,
+    p99: total.p99,
+    max: total.max,
+    serviceP50: service.p50,
+    serviceP99: service.p99,
+    lagP50: lag.p50,
+    lagP99: lag.p99,
+    threads,
+    exited: {
+      threads: sum((x) => x.exited.threads),
+      cpuUsPerPair: per(sum((x) => x.exited.cpuUs)),
+      switchesPerPair: per(sum((x) => x.exited.switches)),
+    },
+    failures: sum((x) => x.failures),
+    errors: sum((x) => x.errors),
+    firstError: rs.map((x) => x.firstError).find(Boolean) || null,
+    incomplete: sum((x) => x.incomplete),
+    rounds: rs.map((x) => ({
+      achieved: round(x.pairs / x.seconds, 1),
+      cpuUsPerPair: round(x.cpuUs / x.pairs, 1),
+      p50: round(summary(x.total).p50, 1),
+      load1: x.load1,
+    })),
+  };
+}
+
+/** The open-loop rows: --openloop-libs, or ours (busy polling on and off), redfour, ioredfour, floor. */
+function openloopLibs() {
+  // Short names for rows whose names hold commas or spaces.
+  const alias = { 'busy-poll-0': libs.NO_BUSY_POLL, harness: libs.HARNESS, prototype: 'our scripts, JS thread (prototype)' };
+  const given = option('openloop-libs');
+  if (given) return given.map((n) => alias[n] || n);
+  const rows = [];
+  if (LIBS.includes('redfour-native')) rows.push('redfour-native', libs.NO_BUSY_POLL);
+  for (const l of ['redfour', 'ioredfour']) if (LIBS.includes(l)) rows.push(l);
+  rows.push('floor');
+  return rows;
 }
 
 // --- main -----------------------------------------------------------------------------------
@@ -697,7 +886,13 @@ async function main() {
   await waitQuiet();
   const started = Date.now();
   const date = new Date().toISOString().slice(0, 10);
-  const results = { date, startedAt: new Date().toISOString(), quick: QUICK, params: { ...P, contentionSetup: CONTENTION, pollMs: libs.POLL_MS }, machine: machine() };
+  const results = {
+    date,
+    startedAt: new Date().toISOString(),
+    quick: QUICK,
+    params: { ...P, contentionSetup: CONTENTION, pollMs: libs.POLL_MS },
+    machine: machine(),
+  };
   results.machine.buildAtStart = buildState();
   log(`redfour-native bench (${QUICK ? 'quick' : 'full'}) on ${results.machine.nproc} cores, ${results.machine.cpu}`);
 
@@ -708,7 +903,9 @@ async function main() {
     log(`redis-server ${results.machine.redis} pid ${server.pid} on port ${server.port}`);
     results.clock = await checkClock();
     results.calibration = await calibrate();
-    log(`  PING round trip: ${results.calibration.pingHot.p50.toFixed(0)} µs hot, ${results.calibration.pingAfterIdle.p50.toFixed(0)} µs after ${P.handoff.settleMs} ms idle (p50)`);
+    log(
+      `  PING round trip: ${results.calibration.pingHot.p50.toFixed(0)} µs hot, ${results.calibration.pingAfterIdle.p50.toFixed(0)} µs after ${P.handoff.settleMs} ms idle (p50)`,
+    );
     log(`  shared monotonic clock: ${results.clock.verified ? 'verified' : `NOT verified (${results.clock.outOfOrder} out of order)`}`);
     const withFloor = [...LIBS, 'floor'];
     // The napi-only layer (scenario 6) runs interleaved with the others, for the same conditions.
@@ -720,6 +917,7 @@ async function main() {
     if (want('scale')) results.scale = await scale(server.url, LIBS);
     if (want('overhead')) results.overhead = await overhead(server.url, results);
     if (want('topologies')) results.topologies = await topologies(server.url);
+    if (want('openloop')) results.openloop = await openloop(server.url, openloopLibs(), server.pid);
   } finally {
     admin.disconnect();
     await server.stop();
@@ -728,7 +926,9 @@ async function main() {
   results.machine.loadAverageAtEnd = os.loadavg().map((v) => round(v, 2));
   results.machine.buildAtEnd = buildState();
   if (JSON.stringify(results.machine.buildAtEnd) !== JSON.stringify(results.machine.buildAtStart)) {
-    log(`WARNING: the addon or the library's sources changed during the run: ${JSON.stringify(results.machine.buildAtStart)} -> ${JSON.stringify(results.machine.buildAtEnd)}`);
+    log(
+      `WARNING: the addon or the library's sources changed during the run: ${JSON.stringify(results.machine.buildAtStart)} -> ${JSON.stringify(results.machine.buildAtEnd)}`,
+    );
   }
   results.targets = report.targets(results);
 

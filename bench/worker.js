@@ -5,6 +5,8 @@
 // so timestamps of different processes can be subtracted (run.js checks this before using it).
 
 const fs = require('node:fs');
+// First, so that the threads it finds alive are Node's own, before any library is loaded.
+const openloop = require('./lib/openloop');
 const libs = require('./lib/libs');
 
 const now = () => process.hrtime.bigint();
@@ -60,6 +62,10 @@ handlers.latency = async ({ warmup, count }) => {
   }
   return { samples: Array.from(samples) };
 };
+
+// 8. Open loop: Poisson arrivals at `rate` pairs/s from a generator process (lib/openloop.js).
+handlers.openloop = async ({ rate, warmupMs, durationMs, seed, redisPid }) =>
+  openloop.run(lock, { rate, warmupMs, durationMs, seed, redisPid });
 
 // 6. The boundary alone: no-op calls through the native runtime and back, no Redis.
 handlers.boundary = async ({ warmup, count, loops, durationMs }) => {

@@ -33,18 +33,6 @@ fn init() {
 /// Shared by every Lock: there is one runtime, so one worker thread to keep awake.
 static BUSY_POLL: LazyLock<BusyPoll> = LazyLock::new(BusyPoll::default);
 
-/// The busy-poll grace when the options give none: 300 µs covers the JS thread's turn-around
-/// between one call's completion and the next call on the benchmark VM; with one CPU a spinning
-/// worker would only take time from the JS thread and Redis, so there it is off.
-fn default_busy_poll() -> Duration {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus >= 2 {
-        Duration::from_micros(300)
-    } else {
-        Duration::ZERO
-    }
-}
-
 #[napi(object)]
 pub struct NativeLockOptions {
     /// One URL: a single Redis server; several: independent masters in quorum mode.
@@ -420,7 +408,9 @@ impl NativeLock {
         let taken = queue.clone();
         let grace = options
             .busy_poll_us
-            .map_or_else(default_busy_poll, |us| Duration::from_micros(us.into()));
+            // Off unless asked for: at paced request rates it costs CPU and gains nothing
+            // (bench/DIAGNOSIS.md, open loop).
+            .map_or(Duration::ZERO, |us| Duration::from_micros(us.into()));
         let rhythm = Arc::new(Rhythm::new(grace));
         let delivered = rhythm.clone();
         let notify = on_done

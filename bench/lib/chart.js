@@ -125,7 +125,7 @@ function logAxis(values) {
   return { lo, hi };
 }
 
-function panel(cv, { x, y, w, h, title, ylabel, categories, series, kind, axis, refLine }) {
+function panel(cv, { x, y, w, h, title, categories, series, kind, axis, refLine }) {
   const plotX = x + 70;
   const plotY = y + 40;
   const plotW = w - 90;
@@ -139,7 +139,7 @@ function panel(cv, { x, y, w, h, title, ylabel, categories, series, kind, axis, 
       if (v > hi * 1.0001) continue;
       const yy = ly(v);
       cv.line(plotX, yy, plotX + plotW, yy, m === 1 ? GRID : [242, 242, 242]);
-      if (m === 1 || (hi / lo <= 100)) cv.text(niceLabel(Number(v.toPrecision(3))), plotX - 8, yy - 7, AXIS, 2, 'right');
+      if (m === 1 || hi / lo <= 100) cv.text(niceLabel(Number(v.toPrecision(3))), plotX - 8, yy - 7, AXIS, 2, 'right');
     }
   }
   cv.line(plotX, plotY, plotX, plotY + plotH, AXIS);
@@ -158,7 +158,14 @@ function panel(cv, { x, y, w, h, title, ylabel, categories, series, kind, axis, 
         const top = Math.max(plotY, ly(Math.min(v, hi)));
         cv.rect(bx, top, barW - 3, plotY + plotH - top, c);
       });
-      cv.text(lib.replace('redis-semaphore', 'semaphore').replace('redfour-native', 'native'), plotX + i * slot + slot / 2, plotY + plotH + 10 + (i % 2) * 18, INK, 2, 'center');
+      cv.text(
+        lib.replace('redis-semaphore', 'semaphore').replace('redfour-native', 'native'),
+        plotX + i * slot + slot / 2,
+        plotY + plotH + 10 + (i % 2) * 18,
+        INK,
+        2,
+        'center',
+      );
     });
     cv.rect(plotX + 10, plotY + 6, 16, 16, [120, 120, 120]);
     cv.text('P50', plotX + 32, plotY + 9, INK, 2);
@@ -218,7 +225,13 @@ function write(results, file) {
   const pw = 560;
   const ph = 480;
   const cv = new Canvas(pw * panels.length, ph + 40);
-  cv.text(`redfour-native vs peers - ${results.date}, ${results.machine.nproc} cores, Redis ${results.machine.redis}, log scales, > = stopped at the time cap`, 12, 10, INK, 2);
+  cv.text(
+    `redfour-native vs peers - ${results.date}, ${results.machine.nproc} cores, Redis ${results.machine.redis}, log scales, > = stopped at the time cap`,
+    12,
+    10,
+    INK,
+    2,
+  );
   panels.forEach((p, k) => {
     const x = k * pw;
     const y = 36;
@@ -227,7 +240,10 @@ function write(results, file) {
       const p50 = libs.map((l) => ho[l].p50);
       const p99 = libs.map((l) => ho[l].p99);
       panel(cv, {
-        x, y, w: pw, h: ph,
+        x,
+        y,
+        w: pw,
+        h: ph,
         title: 'Hand-off: release -> waiter holds, ms',
         categories: libs,
         kind: 'bars',
@@ -248,7 +264,10 @@ function write(results, file) {
       }));
       const all = series.flatMap((s) => s.values).filter((v) => v > 0);
       panel(cv, {
-        x, y, w: pw, h: ph,
+        x,
+        y,
+        w: pw,
+        h: ph,
         title: p === 'wall' ? 'Contention on one id: wall, s' : 'Redis commands per section',
         categories: ns,
         kind: 'lines',

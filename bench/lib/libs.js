@@ -333,6 +333,23 @@ async function openScriptsOnJsThread(url) {
   };
 }
 
+// Scenario 8 (open loop): redfour-native with busy polling off, and the harness alone.
+const NO_BUSY_POLL = 'redfour-native (busyPollMicros 0)';
+const HARNESS = 'harness (no lock)';
+/** No Redis, no lock: what the open-loop harness itself costs per pair (its baseline). */
+async function openHarness() {
+  return {
+    async acquire(id) {
+      return { id };
+    },
+    async release() {},
+    async wait(id) {
+      return { id };
+    },
+    async close() {},
+  };
+}
+
 // --- Scenario 7: topologies ------------------------------------------------------------------
 // `spec` = { urls: [...], cluster: bool }. One url without `cluster` is the single-server mode;
 // several are redfour-native's quorum (Redlock) mode over independent masters, or redlock@4 over
@@ -397,6 +414,8 @@ async function openTopology(name, spec) {
 const OPENERS = {
   'redfour-native': openNative,
   'redfour-native (napi only)': (url) => openNative(url, { facade: false }),
+  [NO_BUSY_POLL]: (url) => openNative(url, { busyPollMicros: 0 }),
+  [HARNESS]: openHarness,
   redfour: openRedfour,
   ioredfour: openIoredfour,
   redlock: openRedlock,
@@ -428,4 +447,19 @@ function version(name) {
   }
 }
 
-module.exports = { LIBS, PEERS, WAITERS, NAMESPACE, POLL_MS, open, openTopology, version, requireIoredis, scriptSource, FLOOR_SCRIPT, PUBLISH_FLOOR };
+module.exports = {
+  LIBS,
+  PEERS,
+  WAITERS,
+  NAMESPACE,
+  POLL_MS,
+  open,
+  openTopology,
+  version,
+  requireIoredis,
+  scriptSource,
+  FLOOR_SCRIPT,
+  PUBLISH_FLOOR,
+  NO_BUSY_POLL,
+  HARNESS,
+};

@@ -68,7 +68,9 @@ class Worker {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     try {
       this.child.disconnect();
-    } catch {}
+    } catch {
+      // already disconnected
+    }
     const timer = setTimeout(() => this.kill(), graceMs);
     await this.exited;
     clearTimeout(timer);
@@ -77,7 +79,9 @@ class Worker {
   kill() {
     try {
       process.kill(this.pid, 'SIGKILL');
-    } catch {}
+    } catch {
+      // already gone
+    }
   }
 }
 

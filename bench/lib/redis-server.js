@@ -76,22 +76,33 @@ class RedisServer {
       do this.busPort = await freePort();
       while (this.busPort === this.port);
       extra.push(
-        '--cluster-enabled', 'yes',
-        '--cluster-config-file', path.join(this.dir, 'nodes.conf'),
-        '--cluster-port', String(this.busPort),
-        '--cluster-node-timeout', '5000',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        path.join(this.dir, 'nodes.conf'),
+        '--cluster-port',
+        String(this.busPort),
+        '--cluster-node-timeout',
+        '5000',
       );
     }
     this.proc = spawn(
       'redis-server',
       [
-        '--port', String(this.port),
-        '--bind', '127.0.0.1',
-        '--save', '',
-        '--appendonly', 'no',
-        '--dir', this.dir,
-        '--maxclients', '10000',
-        '--loglevel', 'warning',
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        this.dir,
+        '--maxclients',
+        '10000',
+        '--loglevel',
+        'warning',
         ...extra,
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
@@ -104,7 +115,9 @@ class RedisServer {
     this.exitHook = () => {
       try {
         process.kill(this.pid, 'SIGKILL');
-      } catch {}
+      } catch {
+        // already gone
+      }
       fs.rmSync(this.dir, { recursive: true, force: true });
     };
     process.on('exit', this.exitHook);
@@ -136,11 +149,15 @@ class RedisServer {
     });
     try {
       process.kill(this.pid, 'SIGTERM');
-    } catch {}
+    } catch {
+      // already gone
+    }
     const timer = setTimeout(() => {
       try {
         process.kill(this.pid, 'SIGKILL');
-      } catch {}
+      } catch {
+        // already gone
+      }
     }, 3000);
     await exited;
     clearTimeout(timer);

@@ -18,7 +18,12 @@ function run(url, { quick, log, workers = 1 }) {
   return new Promise((resolve) => {
     execFile(binaryPath, [url, `--workers=${workers}`, ...(quick ? ['--quick'] : [])], { timeout: 120000 }, (err, stdout, stderr) => {
       if (err) {
-        resolve({ skipped: `the Rust-side benchmark failed: ${String(stderr || err.message).trim().split('\n').pop()}` });
+        resolve({
+          skipped: `the Rust-side benchmark failed: ${String(stderr || err.message)
+            .trim()
+            .split('\n')
+            .pop()}`,
+        });
         return;
       }
       try {

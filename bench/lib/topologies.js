@@ -85,7 +85,8 @@ async function startCluster(n) {
     for (;;) {
       const infos = await Promise.all(nodes.map((x) => x.admin.cluster('INFO')));
       if (infos.every((s) => s.includes('cluster_state:ok') && s.includes(`cluster_known_nodes:${n}`))) break;
-      if (Date.now() > deadline) throw new Error(`cluster not ok after 20 s: ${infos.map((s) => (/cluster_state:\w+/.exec(s) || [''])[0]).join(', ')}`);
+      if (Date.now() > deadline)
+        throw new Error(`cluster not ok after 20 s: ${infos.map((s) => (/cluster_state:\w+/.exec(s) || [''])[0]).join(', ')}`);
       await sleep(100);
     }
     return nodes;

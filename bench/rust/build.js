@@ -32,5 +32,7 @@ if (process.argv.includes('--if-missing') && fs.existsSync(binaryPath)) {
 console.error('redfour-native bench: building the Rust-side benchmark (first time: a few minutes)');
 const r = spawnSync('cargo', ['build', '--release', '--manifest-path', manifestPath], { stdio: 'inherit' });
 if (r.error || r.status !== 0) {
-  console.error(`redfour-native bench: Rust-side benchmark not built (${r.error ? r.error.message : `cargo exit ${r.status}`}); scenario 6 will use the Node side only`);
+  console.error(
+    `redfour-native bench: Rust-side benchmark not built (${r.error ? r.error.message : `cargo exit ${r.status}`}); scenario 6 will use the Node side only`,
+  );
 }
