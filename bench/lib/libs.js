@@ -31,52 +31,32 @@ function requireIoredis() {
  * The napi class without the JS facade (index.js), to isolate the facade's cost, and its no-op
  * call (a round trip through the native runtime without Redis) to isolate the boundary's. The
  * native object is the one the facade itself constructs (its private `_native`, with `_calls`
- * for the call-number + batched-completion style), so the benchmark follows the binding as it
- * changes; the older Promise-returning style is handled too.
+ * for call numbers and batched completions), so the benchmark follows the binding as it changes.
  */
 function openNapi(url) {
   const Lock = require(ROOT);
   const facade = new Lock({ redis: url, namespace: NAMESPACE });
   const n = facade._native;
   const calls = facade._calls;
-  if (!n) throw new Error('the facade has no _native object: the napi-only layer cannot be measured');
-  if (calls && typeof calls.start === 'function') {
-    const run = (id, fn) => {
-      const { call, promise } = calls.start(id);
-      fn(call);
-      return promise;
-    };
-    return {
-      async acquire(id, ttl) {
-        const r = await run(id, (c) => n.acquire(c, String(id), ttl));
-        return r.success ? { id: String(id), index: r.index } : null;
-      },
-      async release(h) {
-        await run(h.id, (c) => n.release(c, h.id, h.index));
-      },
-      async wait(id, ttl, waitMs) {
-        const r = await run(id, (c) => n.waitAcquire(c, String(id), ttl, waitMs));
-        return r.success ? { id: String(id), index: r.index } : null;
-      },
-      noop: typeof n.noop === 'function' ? () => run(0, (c) => n.noop(c)) : null,
-      async close() {
-        await facade.close();
-      },
-    };
-  }
+  if (!n || !calls) throw new Error('the facade has no _native/_calls: the napi-only layer cannot be measured');
+  const run = (id, fn) => {
+    const { call, promise } = calls.start(id);
+    fn(call);
+    return promise;
+  };
   return {
     async acquire(id, ttl) {
-      const r = await n.acquire(String(id), ttl);
+      const r = await run(id, (c) => n.acquire(c, String(id), ttl));
       return r.success ? { id: String(id), index: r.index } : null;
     },
     async release(h) {
-      await n.release(h.id, h.index);
+      await run(h.id, (c) => n.release(c, h.id, h.index));
     },
     async wait(id, ttl, waitMs) {
-      const r = await n.waitAcquire(String(id), ttl, waitMs);
+      const r = await run(id, (c) => n.waitAcquire(c, String(id), ttl, waitMs));
       return r.success ? { id: String(id), index: r.index } : null;
     },
-    noop: typeof n.noop === 'function' ? () => n.noop() : null,
+    noop: typeof n.noop === 'function' ? () => run(0, (c) => n.noop(c)) : null,
     async close() {
       await facade.close();
     },
