@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 'use strict';
-// What JS-thread I/O plus batched script calls would reach (bench/DIAGNOSIS.md, "third session
-// of 2026-12-02"): redfour-native's own acquire and release scripts, read from
-// src/core/scripts.rs, sent by ioredis from the JS thread, in 64 concurrent loops on distinct
-// ids, on a private redis-server.
+// What JS-thread I/O plus batched script calls would reach (bench/DIAGNOSIS.md, "2. Throughput"):
+// redfour-native's own acquire and release scripts, read from src/core/scripts.rs, sent by ioredis
+// from the JS thread, in 64 concurrent loops on distinct ids, on a private redis-server.
 //
 //   node bench/js-thread-batching.js one-by-one      one EVALSHA per call (redfour's design)
 //   node bench/js-thread-batching.js batched [cap]   calls of one event-loop turn share one

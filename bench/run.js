@@ -16,8 +16,7 @@
 //                            busy-poll-0, harness (no lock, the harness's own cost), prototype
 //                            (our scripts sent from the JS thread on a bare socket)
 //   --no-write   print only (no results/<date>.json, RESULTS.md or chart)
-//   --from=FILE  rewrite RESULTS.md and the chart from an earlier results JSON (no measuring),
-//                e.g. after editing DIAGNOSIS.md
+//   --from=FILE  rewrite RESULTS.md and the chart from an earlier results JSON (no measuring)
 //   --wait-quiet[=S]  first wait up to S seconds (default 300) for the 1-minute load average to
 //                     drop under 1.0 (the machine may be shared with builds and test runs)
 //

@@ -1,12 +1,12 @@
 'use strict';
 // Console tables, the targets of issue 3, and bench/RESULTS.md.
 
-const fs = require('node:fs');
-const path = require('node:path');
 const { fmt, fmtRatio } = require('./stats');
 const { LIBS, PEERS, PUBLISH_FLOOR } = require('./libs');
 
 const OURS = 'redfour-native';
+/** The last line of RESULTS.md (and RESULTS-quick.md, written next to it). */
+const DIAGNOSIS_LINK = 'Where redfour-native loses, and what would fix it (written by hand): [DIAGNOSIS.md](DIAGNOSIS.md).';
 
 function ok(row) {
   return row && !row.error && !row.skipped;
@@ -242,7 +242,7 @@ function sections(r) {
       });
     out.push({
       title: '3. Hand-off: process A calls release, process B (waiting in waitAcquireLock) holds the lock (ms)',
-      note: `${r.params.handoff.iterations} hand-offs per library in ${r.params.handoff.rounds} round(s); B starts waiting ${r.params.handoff.settleMs} ms before A releases. Both timestamps from process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for the machine; cross-process order checked: ${r.clock?.verified ? 'verified' : 'NOT verified'}). redlock and redis-semaphore poll every ${r.params.pollMs} ms. floor = A PUBLISHes, B's subscriber hears it and makes one EVALSHA round trip of a trivial script, both on bare sockets with a minimal RESP parser (the least a wake-then-acquire hand-off needs); floor (publish heard) = the same without the round trip: B is done when it hears the PUBLISH, the least any pub/sub hand-off can take (grant on release included). Both processes are idle for the settle time before each hand-off, as real waiters are, so wake-up latency of idle CPUs and threads is part of every figure.`,
+      note: `${r.params.handoff.iterations} hand-offs per library in ${r.params.handoff.rounds} round(s); B starts waiting ${r.params.handoff.settleMs} ms before A releases. Both timestamps from process.hrtime.bigint() (CLOCK_MONOTONIC, one clock for the machine; cross-process order checked: ${r.clock?.verified ? 'verified' : 'NOT verified'}). redlock and redis-semaphore poll every ${r.params.pollMs} ms. floor = A PUBLISHes, B's subscriber hears it and makes one EVALSHA round trip of a trivial script, both on bare sockets with a minimal RESP parser (the least a wake-then-acquire hand-off needs); floor (publish heard) = the same without the round trip: B is done when it hears the PUBLISH, the least any pub/sub hand-off can take, whatever the design. Both processes are idle for the settle time before each hand-off, as real waiters are, so wake-up latency of idle CPUs and threads is part of every figure.`,
       headers: ['library', 'p50 ms', 'p99 ms', 'max ms', 'ours faster (p50)', 'ours faster (p99)'],
       rows,
     });
@@ -661,11 +661,8 @@ function markdown(r, { jsonPath }) {
     '- Scale: redlock and redis-semaphore take a client instead of a URL, so their 1,000 instances share one ioredis client made by the caller; redfour, ioredfour and redfour-native are given the URL.',
   );
   lines.push('');
-  const diag = path.join(__dirname, '..', 'DIAGNOSIS.md');
-  if (fs.existsSync(diag)) {
-    lines.push(fs.readFileSync(diag, 'utf8').trim());
-    lines.push('');
-  }
+  // A link, not a copy: DIAGNOSIS.md is written by hand and kept current on its own.
+  lines.push(DIAGNOSIS_LINK);
   return `${lines.join('\n')}\n`;
 }
 
