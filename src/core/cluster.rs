@@ -16,12 +16,13 @@ use crate::core::events::{self, Connection, Event};
 use crate::core::outcome::{Acquired, Released, Renewed};
 use crate::core::registry::Registry;
 use crate::core::scripts;
-use crate::core::sync::{MutexExt, RwLockExt};
+use crate::core::slot::Slot;
+use crate::core::sync::MutexExt;
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -30,18 +31,15 @@ const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Cluster {
     client: redis::cluster::ClusterClient,
-    conn: RwLock<Option<ClusterConnection>>,
+    conn: Slot<ClusterConnection>,
     subscriber_client: redis::cluster::ClusterClient,
-    subscriber_conn: RwLock<Option<ClusterConnection>>,
-    connecting: tokio::sync::Mutex<()>,
+    subscriber_conn: Slot<ClusterConnection>,
     /// Pushes (sharded messages, disconnections) until the subscriber task takes them.
     pushes: Mutex<Option<mpsc::UnboundedReceiver<PushInfo>>>,
     pub waiters: Arc<Waiters>,
     timeouts: Timeouts,
     /// The seed nodes as `host:port`, without credentials: what events name the cluster by.
     seeds: String,
-    /// Whether each connection (commands, subscriber) was ever opened (events.rs).
-    opened: [std::sync::atomic::AtomicBool; 2],
 }
 
 static CLUSTERS: Registry<(Vec<String>, Connect), Cluster> = Registry::new();
@@ -67,15 +65,13 @@ impl Cluster {
                 .join(", ");
             Ok(Arc::new(Cluster {
                 client,
-                conn: RwLock::new(None),
+                conn: Slot::new(),
                 subscriber_client,
-                subscriber_conn: RwLock::new(None),
-                connecting: tokio::sync::Mutex::new(()),
+                subscriber_conn: Slot::new(),
                 pushes: Mutex::new(Some(rx)),
                 waiters: Arc::new(Waiters::new()),
                 timeouts: connect.timeouts,
                 seeds,
-                opened: Default::default(),
             }))
         })
     }
@@ -102,42 +98,21 @@ impl Cluster {
     async fn open(
         &self,
         client: &redis::cluster::ClusterClient,
-        slot: &RwLock<Option<ClusterConnection>>,
+        slot: &Slot<ClusterConnection>,
         which: Connection,
     ) -> Result<ClusterConnection> {
-        let cached = || slot.reading().clone();
-        if let Some(conn) = cached() {
-            return Ok(conn);
-        }
-        let _single_flight = self.connecting.lock().await;
-        if let Some(conn) = cached() {
-            return Ok(conn);
-        }
-        let connect = client.get_async_connection();
-        let conn = match tokio::time::timeout(self.timeouts.connect * 2, connect).await {
-            Ok(Ok(conn)) => conn,
-            failed => {
-                let err = match failed {
-                    Ok(Err(err)) => err.into(),
-                    _ => LockError::unreachable("could not reach the cluster in time"),
-                };
-                events::emit(|| Event::ConnectFailed {
-                    endpoint: self.seeds.clone(),
-                    connection: which,
-                    error: err.to_string(),
-                });
-                return Err(err);
+        let connect = async {
+            match tokio::time::timeout(self.timeouts.connect * 2, client.get_async_connection())
+                .await
+            {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(err)) => Err(err.into()),
+                Err(_) => Err(LockError::unreachable(
+                    "could not reach the cluster in time",
+                )),
             }
         };
-        *slot.writing() = Some(conn.clone());
-        let reconnect = self.opened[usize::from(which != Connection::Commands)]
-            .swap(true, std::sync::atomic::Ordering::Relaxed);
-        events::emit(|| Event::Connected {
-            endpoint: self.seeds.clone(),
-            connection: which,
-            reconnect,
-        });
-        Ok(conn)
+        slot.get(connect, || self.seeds.clone(), which).await
     }
 
     pub fn ensure_subscriber(self: &Arc<Self>) {

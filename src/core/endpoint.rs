@@ -9,6 +9,7 @@ use crate::core::events::{self, Connection, Event};
 use crate::core::outcome::{Acquired, Released, Renewed};
 use crate::core::registry::Registry;
 use crate::core::scripts::{self, ACQUIRE_SCRIPT, UNDO_SCRIPT};
+use crate::core::slot::Slot;
 use crate::core::subscriber;
 use crate::core::sync::RwLockExt;
 use crate::core::waiters::{SubscriberCommand, Waiters};
@@ -64,18 +65,13 @@ pub struct Endpoint {
     /// Sentinel mode: the master address in use, and when it was last asked for.
     master: tokio::sync::Mutex<MasterSeen>,
     timeouts: Timeouts,
-    command: RwLock<Option<ConnectionManager>>,
+    command: Slot<ConnectionManager>,
     /// Batches the command connection's script calls (batch.rs).
     batcher: Batcher,
     /// Only for grants followed by WAIT: WAIT blocks its connection, so it gets its own.
-    replicated: RwLock<Option<ConnectionManager>>,
+    replicated: Slot<ConnectionManager>,
     /// Set once WAIT was seen to be allowed.
     wait_allowed: tokio::sync::OnceCell<()>,
-    /// Single flight for opening connections, with the last failure and when it happened.
-    connecting: tokio::sync::Mutex<Option<(Instant, LockError)>>,
-    /// Whether the command and the replication connection were ever opened: a later opening is
-    /// a reconnect (events.rs).
-    opened: [AtomicBool; 2],
     /// Set while the command connection is failing: the first failure reports it lost, the
     /// next success reconnected (the connection manager reconnects by itself, unseen).
     commands_down: AtomicBool,
@@ -109,12 +105,10 @@ impl Endpoint {
                 connect: connect.clone(),
                 master: tokio::sync::Mutex::new((None, None)),
                 timeouts: connect.timeouts,
-                command: RwLock::new(None),
+                command: Slot::new(),
                 batcher: Batcher::default(),
-                replicated: RwLock::new(None),
+                replicated: Slot::new(),
                 wait_allowed: tokio::sync::OnceCell::new(),
-                connecting: tokio::sync::Mutex::new(None),
-                opened: Default::default(),
                 commands_down: AtomicBool::new(false),
                 waiters: Arc::new(Waiters::new()),
             }))
@@ -135,7 +129,7 @@ impl Endpoint {
     /// The command connection, opened on first use. A failed connect is not remembered: the next
     /// call tries again.
     pub async fn connection(&self) -> Result<ConnectionManager> {
-        if let Some(conn) = self.command.reading().clone() {
+        if let Some(conn) = self.command.current() {
             return Ok(conn);
         }
         // Opening is rare and its future is large: boxed, it does not weigh on every call's
@@ -145,53 +139,18 @@ impl Endpoint {
 
     async fn open(
         &self,
-        slot: &RwLock<Option<ConnectionManager>>,
+        slot: &Slot<ConnectionManager>,
         response_timeout: Duration,
         which: Connection,
     ) -> Result<ConnectionManager> {
-        let cached = || slot.reading().clone();
-        if let Some(conn) = cached() {
-            return Ok(conn);
-        }
-        let asked_at = Instant::now();
-        let mut last_failure = self.connecting.lock().await;
-        if let Some(conn) = cached() {
-            return Ok(conn);
-        }
-        // Callers queued behind a connect that just failed share its answer instead of each
-        // trying (and timing out) in turn.
-        if let Some((failed_at, err)) = &*last_failure {
-            if *failed_at >= asked_at {
-                return Err(err.clone());
+        let connect = async {
+            let conn = self.connect(response_timeout).await?;
+            if which == Connection::Commands {
+                self.commands_down.store(false, Ordering::Relaxed);
             }
-        }
-        let result = self.connect(response_timeout).await;
-        let opened = &self.opened[usize::from(which != Connection::Commands)];
-        match result {
-            Ok(conn) => {
-                *slot.writing() = Some(conn.clone());
-                *last_failure = None;
-                if which == Connection::Commands {
-                    self.commands_down.store(false, Ordering::Relaxed);
-                }
-                let reconnect = opened.swap(true, Ordering::Relaxed);
-                events::emit(|| Event::Connected {
-                    endpoint: self.address(),
-                    connection: which,
-                    reconnect,
-                });
-                Ok(conn)
-            }
-            Err(err) => {
-                *last_failure = Some((Instant::now(), err.clone()));
-                events::emit(|| Event::ConnectFailed {
-                    endpoint: self.address(),
-                    connection: which,
-                    error: err.to_string(),
-                });
-                Err(err)
-            }
-        }
+            Ok(conn)
+        };
+        slot.get(connect, || self.address(), which).await
     }
 
     /// Follows the command connection's health through the results of the operations on it:
@@ -376,8 +335,8 @@ impl Endpoint {
                     *self.client.writing() = moved;
                     if master.0.is_some() {
                         // A failover: connections to the old master must not be reused.
-                        self.command.writing().take();
-                        self.replicated.writing().take();
+                        self.command.clear();
+                        self.replicated.clear();
                     }
                     master.0 = Some(found);
                 }

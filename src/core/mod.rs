@@ -13,6 +13,7 @@ pub mod outcome;
 pub mod quorum;
 pub mod registry;
 pub mod scripts;
+pub mod slot;
 pub mod subscriber;
 pub mod sync;
 pub mod waiters;
