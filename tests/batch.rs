@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use redfour_native::core::{Failure, Lock, LockError, ReleaseResult, RenewResult, Timeouts};
 
 fn lock(server: &RedisServer) -> Lock {
-    Lock::new(&server.url(), "ns", Timeouts::default()).unwrap()
+    common::open_lock(&[&server.url()], "ns", Timeouts::default()).unwrap()
 }
 
 async fn admin(server: &RedisServer) -> redis::aio::MultiplexedConnection {

@@ -7,7 +7,7 @@ use redfour_native::core::{Lock, LockError, ReleaseResult, RenewResult, Timeouts
 use std::time::{Duration, Instant};
 
 fn lock(server: &RedisServer, namespace: &str) -> Lock {
-    Lock::new(&server.url(), namespace, Timeouts::default()).unwrap()
+    common::open_lock(&[&server.url()], namespace, Timeouts::default()).unwrap()
 }
 
 #[tokio::test]
@@ -263,7 +263,8 @@ async fn an_unreachable_server_fails_promptly_with_a_redis_error() {
         connect: Duration::from_millis(300),
         command: Duration::from_millis(300),
     };
-    let lock = Lock::new(&format!("redis://127.0.0.1:{port}/"), "down", timeouts).unwrap();
+    let lock =
+        common::open_lock(&[&format!("redis://127.0.0.1:{port}/")], "down", timeouts).unwrap();
     let started = Instant::now();
     let err = lock.acquire("k", 1_000).await.unwrap_err();
     assert_eq!(err.code(), "ERR_REDIS");
@@ -272,12 +273,12 @@ async fn an_unreachable_server_fails_promptly_with_a_redis_error() {
 
 #[test]
 fn bad_urls_and_ttls_are_invalid_arguments() {
-    let err = Lock::new("nonsense://x", "n", Timeouts::default())
+    let err = common::open_lock(&["nonsense://x"], "n", Timeouts::default())
         .err()
         .unwrap();
     assert_eq!(err.code(), "ERR_INVALID_ARG");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let lock = Lock::new("redis://127.0.0.1:1/", "n", Timeouts::default()).unwrap();
+    let lock = common::open_lock(&["redis://127.0.0.1:1/"], "n", Timeouts::default()).unwrap();
     for ttl in [0, redfour_native::core::MAX_TTL_MS + 1] {
         let err = rt.block_on(lock.acquire("k", ttl)).unwrap_err();
         assert_eq!(err.code(), "ERR_INVALID_ARG");

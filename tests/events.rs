@@ -4,7 +4,7 @@
 mod common;
 
 use common::RedisServer;
-use redfour_native::core::{events, Connection, Event, Lock, LockError, Timeouts};
+use redfour_native::core::{events, Connection, Event, LockError, Timeouts};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,7 @@ async fn connections_are_reported_opened_lost_and_reopened() {
     seen();
     let mut server = RedisServer::start();
     let endpoint = format!("127.0.0.1:{}", server.port);
-    let lock = Lock::new(&server.url(), "ev", short()).unwrap();
+    let lock = common::open_lock(&[&server.url()], "ev", short()).unwrap();
     let ours = |e: &Event| match e {
         Event::Connected { endpoint: at, .. }
         | Event::Lost { endpoint: at, .. }
@@ -163,7 +163,12 @@ async fn a_quorum_lost_and_regained_is_reported_once_each() {
         .iter()
         .map(|n| format!("127.0.0.1:{}", n.port))
         .collect();
-    let lock = Lock::with_urls(&urls, "evq", short()).unwrap();
+    let lock = common::open_lock(
+        &urls.iter().map(String::as_str).collect::<Vec<_>>(),
+        "evq",
+        short(),
+    )
+    .unwrap();
     assert!(lock.acquire("k", 5_000).await.unwrap().success);
     let ours = |e: &Event| match e {
         Event::QuorumLost { endpoints: at, .. } | Event::QuorumRegained { endpoints: at, .. } => {

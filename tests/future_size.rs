@@ -2,12 +2,14 @@
 //! (opening connections, quorum and cluster modes, sentinel lookups) are boxed so they do not
 //! set the size of every waiter. This guards against that regressing (it once was 4 KB).
 
-use redfour_native::core::{Lock, Timeouts};
+mod common;
+
+use redfour_native::core::Timeouts;
 use std::time::Duration;
 
 #[test]
 fn a_waiting_call_stays_small() {
-    let lock = Lock::new("redis://127.0.0.1:1/", "n", Timeouts::default()).unwrap();
+    let lock = common::open_lock(&["redis://127.0.0.1:1/"], "n", Timeouts::default()).unwrap();
     let wait = lock.wait_acquire("k", 1_000, Some(Duration::from_secs(1)));
     let acquire = lock.acquire("k", 1_000);
     let release = lock.release("k", 1);

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 fn lock(server: &RedisServer) -> Lock {
-    Lock::new(&server.url(), "lease", Timeouts::default()).unwrap()
+    common::open_lock(&[&server.url()], "lease", Timeouts::default()).unwrap()
 }
 
 /// Takes lock "k" for `ttl_ms` and starts keeping it with `options` (default: `LeaseOptions::new`).
@@ -84,8 +84,8 @@ async fn max_hold_ends_the_lease() {
 #[tokio::test]
 async fn a_paused_server_loses_the_lease_before_it_expires() {
     let server = RedisServer::start();
-    let lock = Lock::new(
-        &server.url(),
+    let lock = common::open_lock(
+        &[&server.url()],
         "lease",
         Timeouts {
             connect: Duration::from_millis(200),

@@ -11,7 +11,7 @@ mod common;
 use common::RedisServer;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
-use redfour_native::core::{Lock, LockError, ReleaseResult, RenewResult, Timeouts, MAX_TTL_MS};
+use redfour_native::core::{LockError, ReleaseResult, RenewResult, Timeouts, MAX_TTL_MS};
 use redis::Value;
 use std::sync::OnceLock;
 
@@ -79,7 +79,8 @@ fn scripts_touch_exactly_the_namespaced_keys() {
                     .await
                     .unwrap();
                 let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
-                let lock = Lock::new(&server.url(), &namespace, Timeouts::default()).unwrap();
+                let lock =
+                    common::open_lock(&[&server.url()], &namespace, Timeouts::default()).unwrap();
                 let key = format!("{namespace}:{id}").into_bytes();
                 let counter = format!("{namespace}index").into_bytes();
 
@@ -140,7 +141,8 @@ fn out_of_range_ttls_are_refused_before_redis() {
                     .get_multiplexed_async_connection()
                     .await
                     .unwrap();
-                let lock = Lock::new(&server.url(), "ttlcheck", Timeouts::default()).unwrap();
+                let lock =
+                    common::open_lock(&[&server.url()], "ttlcheck", Timeouts::default()).unwrap();
                 let before: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
                 prop_assert!(matches!(
                     lock.acquire("x", ttl).await,

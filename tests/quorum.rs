@@ -16,7 +16,12 @@ fn quorum(servers: &[RedisServer]) -> Lock {
         connect: Duration::from_millis(300),
         command: Duration::from_millis(300),
     };
-    Lock::with_urls(&urls, "q", timeouts).unwrap()
+    common::open_lock(
+        &urls.iter().map(String::as_str).collect::<Vec<_>>(),
+        "q",
+        timeouts,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -105,7 +110,7 @@ async fn a_split_vote_is_undone_at_once() {
     // Somebody holds the lock on two of three nodes (as after a lost race): we cannot win, and
     // our grant on the third node must not stay behind to block others.
     for node in &nodes[..2] {
-        let single = Lock::new(&node.url(), "q", Timeouts::default()).unwrap();
+        let single = common::open_lock(&[&node.url()], "q", Timeouts::default()).unwrap();
         assert!(single.acquire("s", 30_000).await.unwrap().success);
     }
     let got = lock.acquire("s", 30_000).await.unwrap();
@@ -165,7 +170,7 @@ async fn an_undo_reaches_a_node_that_answered_late_and_takes_back_only_its_own_g
     // Somebody holds the lock on two nodes; the third is frozen while we try, so its vote comes
     // too late to count, but it still grants us the lock when it wakes.
     for node in &nodes[..2] {
-        let single = Lock::new(&node.url(), "q", Timeouts::default()).unwrap();
+        let single = common::open_lock(&[&node.url()], "q", Timeouts::default()).unwrap();
         assert!(single.acquire("late", 30_000).await.unwrap().success);
     }
     // Connected to every node first: the attempt reaches the frozen node, which runs it later.

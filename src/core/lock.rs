@@ -57,19 +57,9 @@ struct Inner {
 }
 
 impl Lock {
-    /// A lock on one Redis server.
-    pub fn new(url: &str, namespace: &str, timeouts: Timeouts) -> Result<Lock> {
-        Self::open(&[url.to_owned()], namespace, &Settings::from(timeouts))
-    }
-
-    /// A lock on several independent Redis masters: one URL is the single-server mode, two or
-    /// more the quorum (Redlock) mode, where a majority must grant each lock.
-    pub fn with_urls(urls: &[String], namespace: &str, timeouts: Timeouts) -> Result<Lock> {
-        Self::open(urls, namespace, &Settings::from(timeouts))
-    }
-
-    /// The general constructor: URLs as in `with_urls` (or a cluster's seed nodes when
-    /// `settings.cluster`), and every setting.
+    /// A lock on one Redis server (one URL), or on several independent masters (two or more:
+    /// the quorum (Redlock) mode, where a majority must grant each lock), or on a Redis Cluster
+    /// (`settings.cluster`: the URLs are seed nodes).
     pub fn open(urls: &[String], namespace: &str, settings: &Settings) -> Result<Lock> {
         let backend = match urls {
             [] => return Err(LockError::InvalidArg("no Redis URL given".to_owned())),

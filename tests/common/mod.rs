@@ -191,3 +191,14 @@ fn signal(pid: u32, name: &str) {
         .expect("kill");
     assert!(status.success(), "kill -{name} {pid}");
 }
+
+/// A Lock on one server (`url`) or on several independent masters (quorum mode), with only
+/// timeouts set: `Lock::open` with default settings otherwise.
+pub fn open_lock(
+    urls: &[&str],
+    namespace: &str,
+    timeouts: redfour_native::core::Timeouts,
+) -> redfour_native::core::Result<redfour_native::core::Lock> {
+    let urls: Vec<String> = urls.iter().map(|url| (*url).to_owned()).collect();
+    redfour_native::core::Lock::open(&urls, namespace, &timeouts.into())
+}

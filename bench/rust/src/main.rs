@@ -325,7 +325,7 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let lock = Lock::new(&url, NS, Timeouts::default()).expect("lock");
+        let lock = Lock::open(&[url.clone()], NS, &Timeouts::default().into()).expect("lock");
         // Interleaved blocks, so a change in the machine's load falls on all three alike.
         let rounds = 10;
         let (mut lat, mut flo, mut scripts) = (Vec::new(), Vec::new(), Vec::new());
