@@ -238,7 +238,7 @@ async function halfOpenLoop(ctx, { everyMs = [1500, 3000], boundMs = 4000 } = {}
   }
 }
 
-/** SIGKILLs a worker that just started waiting for a hot id (its waiters are queued, seated), and replaces it. */
+/** SIGKILLs a worker that just started waiting for a hot id (with waiters queued in it), and replaces it. */
 async function waiterKillLoop(ctx, { everyMs = 1000 } = {}) {
   await ctx.sleep(1000);
   while (ctx.running()) {
