@@ -10,6 +10,7 @@ const os = require('node:os');
 const path = require('node:path');
 const Lock = require('..');
 const { RedisServer, freePort, sleep } = require('./helpers/redis');
+const { FaultProxy } = require('./helpers/proxy');
 
 const locks = [];
 function lock(options) {
@@ -423,5 +424,66 @@ describe('Redis Cluster', () => {
       () => new Lock({ redis: nodes[0].url, cluster: true, namespace: '}x' }),
       (err) => err instanceof TypeError && err.code === 'ERR_INVALID_ARG',
     );
+  });
+});
+
+describe('Redis Cluster: a half-open subscriber connection', () => {
+  // Each node announces a fault proxy in front of it (cluster-announce-port), so every client
+  // connection to the cluster goes through a proxy that can black-hole it (no FIN, no RST).
+  const nodes = [];
+  const proxies = [];
+  before(async () => {
+    for (let i = 0; i < 3; i++) {
+      const node = await new RedisServer({ args: ['--cluster-enabled', 'yes', '--cluster-node-timeout', '2000'] }).start();
+      const proxy = await FaultProxy.start({ port: node.port });
+      await node.command('CONFIG', 'SET', 'cluster-announce-port', String(proxy.port));
+      await node.command('CONFIG', 'SET', 'cluster-announce-bus-port', String(node.port + 10000));
+      nodes.push(node);
+      proxies.push(proxy);
+    }
+    // Formed by hand (redis-cli --cluster create would check it through the announced addresses).
+    const ranges = [
+      [0, 5460],
+      [5461, 10922],
+      [10923, 16383],
+    ];
+    for (let i = 0; i < 3; i++) await nodes[i].command('CLUSTER', 'ADDSLOTSRANGE', String(ranges[i][0]), String(ranges[i][1]));
+    for (const other of nodes.slice(1)) {
+      await nodes[0].command('CLUSTER', 'MEET', '127.0.0.1', String(other.port), String(other.port + 10000));
+    }
+    for (let i = 0; i < 200; i++) {
+      const states = await Promise.all(nodes.map((n) => n.command('CLUSTER', 'INFO')));
+      if (states.every((s) => s.includes('cluster_state:ok'))) break;
+      await sleep(100);
+    }
+  });
+  after(async () => {
+    await Promise.all(proxies.map((p) => p.close()));
+    await Promise.all(nodes.map((n) => n.stop()));
+  });
+
+  it('is noticed and replaced: the waiter gets the lock soon after the release, not at its deadline', async () => {
+    const seeds = proxies.map((p) => p.url);
+    const holder = lock({ redis: seeds, cluster: true, namespace: 'ho' });
+    const waiter = lock({ redis: seeds, cluster: true, namespace: 'ho' });
+    const held = await holder.acquireLock('x', 30000);
+    assert.equal(held.success, true);
+    const waiting = waiter.waitAcquireLock('x', 10000, 15000);
+    // Until the waiter's SSUBSCRIBE went through one of the proxies.
+    const deadline = Date.now() + 5000;
+    while (!proxies.some((p) => p.connections().some((c) => c.subscriber))) {
+      assert.ok(Date.now() < deadline, 'the waiter never subscribed');
+      await sleep(20);
+    }
+    await sleep(300);
+    const blackholed = proxies.reduce((n, p) => n + p.blackhole('subscriber').length, 0);
+    assert.ok(blackholed >= 1, 'nothing to black-hole');
+    await sleep(1000);
+    assert.equal((await holder.releaseLock(held)).result, 'released');
+    const releasedAt = Date.now();
+    const got = await waiting;
+    const tookMs = Date.now() - releasedAt;
+    assert.equal(got.success, true, `the waiter did not get the lock (${tookMs} ms after the release)`);
+    assert.ok(tookMs < 6000, `the waiter got the lock ${tookMs} ms after the release: the dead subscriber went unnoticed`);
   });
 });

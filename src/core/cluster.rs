@@ -26,8 +26,12 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How often sharded subscriptions that failed are tried again.
+/// How often sharded subscriptions that failed are tried again, and (while anybody waits) the
+/// subscriber's connections are checked.
 const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
+/// A subscriber connection whose PING takes longer is counted dead (a half-open socket says
+/// nothing by itself): noticed within RESUBSCRIBE_EVERY + PING_TIMEOUT, as in single-server mode.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Cluster {
     client: redis::cluster::ClusterClient,
@@ -126,6 +130,28 @@ impl Cluster {
         });
     }
 
+    /// While anybody waits: PING every primary through the subscriber's connections (redis-rs
+    /// routes PING to all of them). One that does not answer in time may be half-open: the
+    /// connection is dropped, every channel counts as unsubscribed, and the next beat subscribes
+    /// them again on a new connection and wakes every queue head.
+    async fn check_subscriber(&self) {
+        let Some(mut conn) = self.subscriber_conn.current() else {
+            return;
+        };
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<Value>(&mut conn);
+        if matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_))) {
+            return;
+        }
+        self.subscriber_conn.clear();
+        self.waiters.set_all_subscribed(false);
+        events::emit(|| Event::Lost {
+            endpoint: self.seeds.clone(),
+            connection: Connection::Subscriber,
+            reason: "keepalive unanswered".to_owned(),
+        });
+    }
+
     pub async fn acquire(&self, key: &str, counter_key: &str, ttl_ms: u64) -> Result<Acquired> {
         scripts::acquire(
             &mut self.connection().await?,
@@ -184,6 +210,9 @@ async fn subscribe(
         tokio::select! {
             _ = retry.tick() => {
                 let Some(cluster) = cluster.upgrade() else { return };
+                if cluster.waiters.has_channels() {
+                    cluster.check_subscriber().await;
+                }
                 let pending = cluster.waiters.unconfirmed();
                 if pending.is_empty() {
                     continue;
