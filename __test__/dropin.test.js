@@ -4,64 +4,25 @@
 // renewing a missing lock; waits timed as the peers' suites time them (1.5 s); Locks built from
 // existing node-redis 2, node-redis 4 and ioredis clients and ioredfour's `redisConnection`;
 // the constructor's error without Redis; ERR_REDIS naming the endpoint; the addon loader's advice.
-const { describe, before, after } = require('node:test');
+const { describe } = require('node:test');
 const assert = require('node:assert/strict');
 const { execFileSync } = require('node:child_process');
-const { promisify } = require('node:util');
 const IORedis = require('ioredis');
 const nodeRedis = require('redis');
-const RedfourLock = require('redfour');
 const IoRedfourLock = require('ioredfour');
 const { startRedis, freePort } = require('./helpers/redis');
-const { it, ROOT, loadLock, uniqueNs, sleep, within, viaCallback, rejectsWithCode } = require('./helpers/common');
+const { it, ROOT, uniqueNs, sleep, within, viaCallback, rejectsWithCode } = require('./helpers/common');
+const { usePeers } = require('./helpers/peers');
 
-let server;
-let Lock;
-const cleanups = [];
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  for (const fn of cleanups.reverse()) {
-    try {
-      await fn();
-    } catch {
-      /* best effort */
-    }
-  }
-  if (server) await server.cleanup();
-});
-
-function ours(namespace = uniqueNs('dropin'), options = {}) {
-  const lock = new Lock({ redis: server.url, namespace, ...options });
-  cleanups.push(() => lock.close());
-  return lock;
-}
-
-/** The real redfour@1.0.5 on the same server, promisified (it is callback style). */
-function redfour(namespace) {
-  const rf = new RedfourLock({ redis: server.url, namespace });
-  rf._redisConnection.on('error', () => {});
-  rf._redisSubscriber.on('error', () => {});
-  cleanups.push(() => {
-    rf._redisConnection.quit();
-    rf._redisSubscriber.quit();
-  });
-  return {
-    acquireLock: promisify(rf.acquireLock.bind(rf)),
-    releaseLock: promisify(rf.releaseLock.bind(rf)),
-  };
-}
+const peers = usePeers('dropin');
+const { ours, redfour } = peers;
 
 /** The real ioredfour on the same server. */
 function ioredfour(namespace) {
-  const lock = new IoRedfourLock({ redis: server.url, namespace });
+  const lock = new IoRedfourLock({ redis: peers.server.url, namespace });
   lock._redisConnection.on('error', () => {});
   lock._redisSubscriber.on('error', () => {});
-  cleanups.push(() => {
+  peers.defer(() => {
     lock._redisConnection.disconnect();
     lock._redisSubscriber.disconnect();
   });
@@ -88,7 +49,7 @@ describe('any index is an answer, as in redfour', () => {
         }
       }
     }
-    assert.equal(await server.command('HGET', `${ns}:held`, 'index'), String(held.index), 'a wrong index released the lock');
+    assert.equal(await peers.server.command('HGET', `${ns}:held`, 'index'), String(held.index), 'a wrong index released the lock');
     assert.equal((await me.releaseLock(held)).result, 'released');
   });
 
@@ -104,7 +65,7 @@ describe('any index is an answer, as in redfour', () => {
     const whileHeld = await me.releaseLock(failed);
     assert.deepEqual(whileHeld, { id: 'f', success: false, result: 'conflict', index: held.index });
     assert.deepEqual(await rf.releaseLock(failed), whileHeld);
-    assert.equal(await server.command('EXISTS', `${ns}:f`), 1, "the holder's lock must survive");
+    assert.equal(await peers.server.command('EXISTS', `${ns}:f`), 1, "the holder's lock must survive");
     await me.releaseLock(held);
     const whenFree = await viaCallback(me, 'releaseLock', failed);
     assert.deepEqual(whenFree, { id: 'f', success: true, result: 'expired', index: 'expired' });
@@ -116,7 +77,7 @@ describe('any index is an answer, as in redfour', () => {
     const held = await me.acquireLock('s', 5000);
     const text = String(held.index);
     assert.deepEqual(await me.renewLock({ id: 's', index: text }, 60000), { id: 's', success: true, result: 'renewed', index: held.index });
-    assert.ok((await server.command('PTTL', `${me.namespace}:s`)) > 50000);
+    assert.ok((await peers.server.command('PTTL', `${me.namespace}:s`)) > 50000);
     const ext = await me.extendLock({ id: 's', index: text }, 30000);
     assert.equal(ext.success, true);
     assert.equal(ext.index, held.index);
@@ -129,7 +90,7 @@ describe('any index is an answer, as in redfour', () => {
       const r = await me.renewLock({ id: 'non-existent-lock', index }, 6000);
       assert.deepEqual(r, { id: 'non-existent-lock', success: false, result: 'missing', index: -1 }, `index ${JSON.stringify(index)}`);
     }
-    assert.equal(await server.command('EXISTS', `${me.namespace}:non-existent-lock`), 0, 'renewing must not create the lock');
+    assert.equal(await peers.server.command('EXISTS', `${me.namespace}:non-existent-lock`), 0, 'renewing must not create the lock');
     const cb = await viaCallback(me, 'renewLock', { id: 'non-existent-lock', index: 0 }, 6000);
     assert.equal(cb.result, 'missing');
   });
@@ -232,7 +193,7 @@ describe("existing clients and ioredfour's redisConnection", () => {
   async function serves(lock) {
     const held = await lock.acquireLock('k', 60000);
     assert.equal(held.success, true);
-    assert.equal(await server.command('HGET', `${lock.namespace}:k`, 'index'), String(held.index));
+    assert.equal(await peers.server.command('HGET', `${lock.namespace}:k`, 'index'), String(held.index));
     setTimeout(() => {
       lock.releaseLock(held).catch(() => {});
     }, 300);
@@ -245,40 +206,40 @@ describe("existing clients and ioredfour's redisConnection", () => {
   }
 
   it('a node-redis 4 client', async () => {
-    const client = nodeRedis.createClient({ url: server.url });
+    const client = nodeRedis.createClient({ url: peers.server.url });
     client.on('error', () => {});
     await client.connect();
-    cleanups.push(() => client.disconnect());
+    peers.defer(() => client.disconnect());
     await serves(ours(undefined, { redis: client }));
     assert.equal(await client.ping(), 'PONG', "the caller's client is left alone");
   });
 
   it('an ioredis client', async () => {
-    const client = new IORedis(server.url, { lazyConnect: true });
+    const client = new IORedis(peers.server.url, { lazyConnect: true });
     client.on('error', () => {});
-    cleanups.push(() => client.disconnect());
+    peers.defer(() => client.disconnect());
     await serves(ours(undefined, { redis: client }));
   });
 
   it("a node-redis 2 client (redfour's own, recognised by .address)", async () => {
     const legacy = require('redfour/node_modules/redis');
-    const client = legacy.createClient(server.url);
+    const client = legacy.createClient(peers.server.url);
     client.on('error', () => {});
-    cleanups.push(() => client.quit());
+    peers.defer(() => client.quit());
     await within(new Promise((resolve) => client.once('ready', resolve)), 5000, 'node-redis 2 ready');
-    assert.equal(client.address, `127.0.0.1:${server.port}`);
+    assert.equal(client.address, `127.0.0.1:${peers.server.port}`);
     await serves(ours(undefined, { redis: client }));
   });
 
   it("ioredfour's redisConnection alias (a client or a URL), which wins over redis as in ioredfour", async () => {
-    const client = new IORedis(server.url, { lazyConnect: true });
+    const client = new IORedis(peers.server.url, { lazyConnect: true });
     client.on('error', () => {});
-    cleanups.push(() => client.disconnect());
-    const byClient = new Lock({ redisConnection: client, namespace: uniqueNs('alias') });
-    cleanups.push(() => byClient.close());
+    peers.defer(() => client.disconnect());
+    const byClient = new peers.Lock({ redisConnection: client, namespace: uniqueNs('alias') });
+    peers.defer(() => byClient.close());
     await serves(byClient);
-    const byUrl = new Lock({ redisConnection: server.url, redis: 'redis://127.0.0.1:1', namespace: uniqueNs('alias2') });
-    cleanups.push(() => byUrl.close());
+    const byUrl = new peers.Lock({ redisConnection: peers.server.url, redis: 'redis://127.0.0.1:1', namespace: uniqueNs('alias2') });
+    peers.defer(() => byUrl.close());
     await serves(byUrl);
   });
 });
@@ -294,7 +255,7 @@ describe('constructor without Redis', () => {
   ]) {
     it(`${title}: throws a TypeError (ERR_INVALID_ARG) matching /must provide a redis/i`, () => {
       assert.throws(
-        () => new Lock(options),
+        () => new peers.Lock(options),
         (err) => err instanceof TypeError && err.code === 'ERR_INVALID_ARG' && /must provide a redis/i.test(err.message),
       );
     });
@@ -309,10 +270,10 @@ describe('errors name the endpoint', () => {
       { host: '127.0.0.1', port, username: 'alice', password: 's3cr3t-pw' },
       new IORedis({ host: '127.0.0.1', port, username: 'alice', password: 's3cr3t-pw', lazyConnect: true }),
     ];
-    cleanups.push(() => configs[2].disconnect());
+    peers.defer(() => configs[2].disconnect());
     for (const redis of configs) {
-      const lock = new Lock({ redis, namespace: uniqueNs('down'), connectTimeout: 300, commandTimeout: 300 });
-      cleanups.push(() => lock.close());
+      const lock = new peers.Lock({ redis, namespace: uniqueNs('down'), connectTimeout: 300, commandTimeout: 300 });
+      peers.defer(() => lock.close());
       const errors = [
         await rejectsWithCode(lock.acquireLock('x', 1000), 'ERR_REDIS'),
         await rejectsWithCode(viaCallback(lock, 'releaseLock', { id: 'x', index: 1 }), 'ERR_REDIS'),
@@ -328,13 +289,13 @@ describe('errors name the endpoint', () => {
 
   it('quorum mode: ERR_NO_QUORUM lists the nodes', async () => {
     const ports = [await freePort(), await freePort(), await freePort()];
-    const lock = new Lock({
+    const lock = new peers.Lock({
       redis: ports.map((p) => `redis://:pw@127.0.0.1:${p}`),
       namespace: uniqueNs('q'),
       connectTimeout: 300,
       commandTimeout: 300,
     });
-    cleanups.push(() => lock.close());
+    peers.defer(() => lock.close());
     const err = await rejectsWithCode(lock.acquireLock('x', 1000), 'ERR_NO_QUORUM');
     for (const p of ports) assert.ok(err.message.includes(`127.0.0.1:${p}`), err.message);
   });
@@ -346,11 +307,11 @@ describe('a wait that never times out, through an outage that does not end', () 
     { timeout: 90000 },
     async () => {
       const own = await startRedis();
-      cleanups.push(() => own.cleanup());
+      peers.defer(() => own.cleanup());
       const options = { redis: own.url, namespace: uniqueNs('forever'), connectTimeout: 500, commandTimeout: 500 };
-      const holder = new Lock(options);
-      const waiter = new Lock(options);
-      cleanups.push(
+      const holder = new peers.Lock(options);
+      const waiter = new peers.Lock(options);
+      peers.defer(
         () => holder.close(),
         () => waiter.close(),
       );

@@ -1,61 +1,18 @@
 'use strict';
 // Rolling upgrade: the real redfour@1.0.5 (callback style) and ioredfour share a Redis with us.
-const { describe, before, after } = require('node:test');
+const { describe } = require('node:test');
 const assert = require('node:assert/strict');
-const { promisify } = require('node:util');
-const { startRedis } = require('./helpers/redis');
-const { it, loadLock, uniqueNs, sleep, within } = require('./helpers/common');
+const { it, uniqueNs, sleep, within } = require('./helpers/common');
+const { usePeers } = require('./helpers/peers');
 
-const RedfourLock = require('redfour');
-
-let server;
-let Lock;
-const cleanups = [];
-
-before(async () => {
-  Lock = loadLock();
-  server = await startRedis();
-});
-
-after(async () => {
-  for (const fn of cleanups.reverse()) {
-    try {
-      await fn();
-    } catch {
-      /* best effort */
-    }
-  }
-  if (server) await server.cleanup();
-});
-
-function ours(namespace) {
-  const lock = new Lock({ redis: server.url, namespace });
-  cleanups.push(() => lock.close());
-  return lock;
-}
-
-/** A real redfour@1.0.5 instance, promisified for convenience (it is callback style). */
-function theirs(namespace) {
-  const rf = new RedfourLock({ redis: server.url, namespace });
-  rf._redisConnection.on('error', () => {});
-  rf._redisSubscriber.on('error', () => {});
-  cleanups.push(() => {
-    rf._redisConnection.quit();
-    rf._redisSubscriber.quit();
-  });
-  return {
-    raw: rf,
-    acquireLock: promisify(rf.acquireLock.bind(rf)),
-    waitAcquireLock: promisify(rf.waitAcquireLock.bind(rf)),
-    releaseLock: promisify(rf.releaseLock.bind(rf)),
-  };
-}
+const peers = usePeers('interop');
+const { ours, redfour: theirs } = peers;
 
 /** Lets redfour's subscriber connect and SUBSCRIBE before we rely on its wake-ups. */
 async function subscribed(ns) {
   const deadline = Date.now() + 5000;
   while (Date.now() < deadline) {
-    const [, count] = await server.command('PUBSUB', 'NUMSUB', `${ns}-release`);
+    const [, count] = await peers.server.command('PUBSUB', 'NUMSUB', `${ns}-release`);
     if (count > 0) return count;
     await sleep(20);
   }
@@ -124,7 +81,7 @@ describe('interop with redfour@1.0.5', () => {
     const theirsPending = rf.waitAcquireLock('shared', 5000, 0);
     const oursPending = waiter.waitAcquireLock('shared', 5000, 0);
     await sleep(200);
-    const sub = server.client();
+    const sub = peers.server.client();
     const heard = new Promise((resolve) => sub.on('message', (channel, message) => resolve(message)));
     await sub.subscribe(`${ns}-release`);
     assert.equal((await holder.releaseLock(held)).result, 'released');
@@ -162,8 +119,8 @@ describe('interop with redfour@1.0.5', () => {
     const make = (lib, i) =>
       lib === 'ours'
         ? (() => {
-            const lock = new Lock({ redis: server.url, namespace: ns, connectTimeout: 5000 + i });
-            cleanups.push(() => lock.close());
+            const lock = new peers.Lock({ redis: peers.server.url, namespace: ns, connectTimeout: 5000 + i });
+            peers.defer(() => lock.close());
             return lock;
           })()
         : theirs(ns);
@@ -216,7 +173,7 @@ describe('interop with redfour@1.0.5', () => {
       const rel = await other.releaseLock({ id: 'c', index: r.index });
       assert.equal(rel.result, 'released');
     }
-    assert.equal(await server.command('GET', `${ns}index`), String(last));
+    assert.equal(await peers.server.command('GET', `${ns}index`), String(last));
   });
 
   it('release results agree with redfour for conflict and expired', async () => {
@@ -243,10 +200,10 @@ describe('interop with ioredfour', () => {
   }
 
   function io(namespace) {
-    const l = new IoRedfour({ redis: server.url, namespace });
+    const l = new IoRedfour({ redis: peers.server.url, namespace });
     l._redisConnection.on('error', () => {});
     l._redisSubscriber.on('error', () => {});
-    cleanups.push(() => {
+    peers.defer(() => {
       l._redisConnection.disconnect();
       l._redisSubscriber.disconnect();
     });
@@ -267,7 +224,7 @@ describe('interop with ioredfour', () => {
       assert.equal((await me.acquireLock('j', 1000)).success, false);
       const ext = await me.extendLock(theirs1, 30000);
       assert.equal(ext.success, true);
-      assert.ok((await server.command('PTTL', `${ns}:j`)) > 25000);
+      assert.ok((await peers.server.command('PTTL', `${ns}:j`)) > 25000);
 
       const mine = me.waitAcquireLock('j', 20000, 0);
       await sleep(200);

@@ -20,6 +20,20 @@ function lock(options) {
 }
 after(() => Promise.all(locks.map((l) => l.close())));
 
+/** A redis-server ready to join a cluster. */
+function startClusterNode() {
+  return new RedisServer({ args: ['--cluster-enabled', 'yes', '--cluster-node-timeout', '2000'] }).start();
+}
+
+/** Resolves once every node says cluster_state:ok (or after 20 s; the tests then fail on their own). */
+async function untilClusterOk(nodes) {
+  for (let i = 0; i < 200; i++) {
+    const states = await Promise.all(nodes.map((n) => n.command('CLUSTER', 'INFO')));
+    if (states.every((s) => s.includes('cluster_state:ok'))) return;
+    await sleep(100);
+  }
+}
+
 /** A throw-away CA and a server certificate for localhost/127.0.0.1, made with openssl. */
 function makeCertificates() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redfour-native-tls-'));
@@ -340,9 +354,7 @@ describe('Sentinel', () => {
 describe('Redis Cluster', () => {
   const nodes = [];
   before(async () => {
-    for (let i = 0; i < 3; i++) {
-      nodes.push(await new RedisServer({ args: ['--cluster-enabled', 'yes', '--cluster-node-timeout', '2000'] }).start());
-    }
+    for (let i = 0; i < 3; i++) nodes.push(await startClusterNode());
     execFileSync(
       'redis-cli',
       ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
@@ -350,11 +362,7 @@ describe('Redis Cluster', () => {
         stdio: 'ignore',
       },
     );
-    for (let i = 0; i < 200; i++) {
-      const states = await Promise.all(nodes.map((n) => n.command('CLUSTER', 'INFO')));
-      if (states.every((s) => s.includes('cluster_state:ok'))) break;
-      await sleep(100);
-    }
+    await untilClusterOk(nodes);
   });
   after(() => Promise.all(nodes.map((n) => n.stop())));
 
@@ -434,7 +442,7 @@ describe('Redis Cluster: a half-open subscriber connection', () => {
   const proxies = [];
   before(async () => {
     for (let i = 0; i < 3; i++) {
-      const node = await new RedisServer({ args: ['--cluster-enabled', 'yes', '--cluster-node-timeout', '2000'] }).start();
+      const node = await startClusterNode();
       const proxy = await FaultProxy.start({ port: node.port });
       await node.command('CONFIG', 'SET', 'cluster-announce-port', String(proxy.port));
       await node.command('CONFIG', 'SET', 'cluster-announce-bus-port', String(node.port + 10000));
@@ -451,11 +459,7 @@ describe('Redis Cluster: a half-open subscriber connection', () => {
     for (const other of nodes.slice(1)) {
       await nodes[0].command('CLUSTER', 'MEET', '127.0.0.1', String(other.port), String(other.port + 10000));
     }
-    for (let i = 0; i < 200; i++) {
-      const states = await Promise.all(nodes.map((n) => n.command('CLUSTER', 'INFO')));
-      if (states.every((s) => s.includes('cluster_state:ok'))) break;
-      await sleep(100);
-    }
+    await untilClusterOk(nodes);
   });
   after(async () => {
     await Promise.all(proxies.map((p) => p.close()));

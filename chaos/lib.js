@@ -189,4 +189,4 @@ function percentile(sorted, p) {
   return sorted[i];
 }
 
-module.exports = { nowUs, prng, Jsonl, readJsonl, redisCall, redisCmd, parseResp, sleep, busy, percentile };
+module.exports = { nowUs, prng, Jsonl, readJsonl, redisCall, redisCmd, encodeCommand, parseResp, sleep, busy, percentile };

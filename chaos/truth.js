@@ -33,7 +33,7 @@
 
 const fs = require('node:fs');
 const net = require('node:net');
-const { nowUs, parseResp } = require('./lib');
+const { nowUs, parseResp, encodeCommand } = require('./lib');
 
 const INF = Number.POSITIVE_INFINITY;
 
@@ -337,9 +337,7 @@ class Conn {
     if (this.closed) return Promise.reject(new Error('connection closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ resolve, reject });
-      let out = `*${args.length}\r\n`;
-      for (const a of args) out += `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`;
-      this.sock.write(out);
+      this.sock.write(encodeCommand(args));
     });
   }
 
@@ -454,7 +452,7 @@ function recorderMain() {
           });
           conn.sock.once('close', () => reject(new Error('closed before MONITOR confirmed')));
         });
-        conn.sock.write('*1\r\n$7\r\nMONITOR\r\n');
+        conn.sock.write(encodeCommand(['MONITOR']));
         await confirmedP;
         monitor = conn;
         if (conn.closed) onMonitorClosed();

@@ -169,6 +169,22 @@ function notifyGranted(id, imm) {
 }
 
 /**
+ * An AbortSignal for call `c` that fires after args.abortAfter ms, recording the abort; `cancel()`
+ * once the call settled.
+ */
+function abortLater(c) {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => {
+      rec({ k: 'abort', c });
+      controller.abort();
+    },
+    rnd.int(args.abortAfter[0], args.abortAfter[1]),
+  );
+  return { signal: controller.signal, cancel: () => clearTimeout(timer) };
+}
+
+/**
  * waitAcquireLock; `kind` 'wait' (waitTtl from args.wait), 'short' (args.shortWait: an impatient
  * waiter) or 'abort' (a longer wait whose AbortSignal fires after args.abortAfter ms). Histories
  * record all three as op 'wait' (the checker judges them alike), with `kind` beside it; opLease
@@ -182,27 +198,15 @@ async function opWait(c, id, kind = 'wait') {
   rec({ k: 'call', c, op: 'wait', kind, id, ttl, wait, t: callT });
   notifyWaiting(id);
   let r;
-  let timer;
+  const abort = kind === 'abort' ? abortLater(c) : null;
   try {
-    if (kind === 'abort') {
-      const controller = new AbortController();
-      timer = setTimeout(
-        () => {
-          rec({ k: 'abort', c });
-          controller.abort();
-        },
-        rnd.int(args.abortAfter[0], args.abortAfter[1]),
-      );
-      r = await lock.waitAcquireLock(id, ttl, wait, { signal: controller.signal });
-    } else {
-      r = await lock.waitAcquireLock(id, ttl, wait);
-    }
+    r = abort ? await lock.waitAcquireLock(id, ttl, wait, { signal: abort.signal }) : await lock.waitAcquireLock(id, ttl, wait);
   } catch (err) {
     errRecord(c, id, err);
     if (err.code !== 'ERR_ABORTED') await sleep(rnd.int(5, 25));
     return;
   } finally {
-    clearTimeout(timer);
+    if (abort) abort.cancel();
   }
   const t = nowUs();
   if (!r.success) {
@@ -245,27 +249,15 @@ async function opLease(c, id, kind = 'lease') {
   rec({ k: 'call', c, op: 'lease', kind, id, ttl, wait });
   notifyWaiting(id);
   let held;
-  let timer;
+  const abort = kind === 'abort' ? abortLater(c) : null;
   try {
-    const options = { waitMs: wait };
-    if (kind === 'abort') {
-      const controller = new AbortController();
-      timer = setTimeout(
-        () => {
-          rec({ k: 'abort', c });
-          controller.abort();
-        },
-        rnd.int(args.abortAfter[0], args.abortAfter[1]),
-      );
-      options.signal = controller.signal;
-    }
-    held = await lock.acquire(id, ttl, options);
+    held = await lock.acquire(id, ttl, abort ? { waitMs: wait, signal: abort.signal } : { waitMs: wait });
   } catch (err) {
     if (err.code === 'ERR_NOT_ACQUIRED') rec({ k: 'fail', c, id, why: 'timeout', pttl: err.ttl });
     else errRecord(c, id, err);
     return;
   } finally {
-    clearTimeout(timer);
+    if (abort) abort.cancel();
   }
   const t = nowUs();
   rec({ k: 'grant', c, id, idx: held.index, imm: held.immediate, ttl, until: t + held.remainingMs * 1000, t });

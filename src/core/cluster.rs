@@ -17,6 +17,7 @@ use crate::core::outcome::{Acquired, Released, Renewed};
 use crate::core::registry::Registry;
 use crate::core::scripts;
 use crate::core::slot::Slot;
+use crate::core::subscriber::{PING_EVERY, PING_TIMEOUT};
 use crate::core::sync::MutexExt;
 use crate::core::waiters::{SubscriberCommand, Waiters};
 use redis::cluster::ClusterClientBuilder;
@@ -27,11 +28,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// How often sharded subscriptions that failed are tried again, and (while anybody waits) the
-/// subscriber's connections are checked.
-const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
-/// A subscriber connection whose PING takes longer is counted dead (a half-open socket says
-/// nothing by itself): noticed within RESUBSCRIBE_EVERY + PING_TIMEOUT, as in single-server mode.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// subscriber's connections are checked: single-server mode's keepalive beat, and a PING
+/// answered later than its timeout counts the connection dead in both modes.
+const RESUBSCRIBE_EVERY: Duration = PING_EVERY;
 
 pub struct Cluster {
     client: redis::cluster::ClusterClient,

@@ -18,8 +18,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Keepalive of a subscriber with waiters: noticed dead within 1 + 2 = 3 s.
-const PING_EVERY: Duration = Duration::from_secs(1);
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// (Cluster mode's subscriber keeps the same beat and timeout, cluster.rs.)
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
