@@ -9,6 +9,7 @@ const { LockError, codes, invalidArg, isLockError, fromNative, fromArguments } =
 const native = require('./lib/native');
 const { abortHandle, acquireHeld, runHeld } = require('./lib/held');
 const { Calls } = require('./lib/calls');
+const { openPlainCalls } = require('./lib/plain-calls');
 const { MAX_TTL_MS, checkMs: checkTtl, describe } = require('./lib/checks');
 const { Fence, fencedSet } = require('./lib/fence');
 const { LeaderElector } = require('./lib/leader');
@@ -142,6 +143,11 @@ function settle(callback, work) {
   return undefined;
 }
 
+/** `promise`, or while somebody listens (`span` from lib/diagnostics.js), the same traced. */
+function follow(span, promise) {
+  return span === null ? promise : span.follow(promise);
+}
+
 class Lock {
   /**
    * @param {object} options
@@ -172,13 +178,15 @@ class Lock {
     this._minLeaseMs = minReplications > 0 ? Math.ceil(replicationTimeoutMs * 1.5) : 1;
     this._replicationTimeoutMs = replicationTimeoutMs;
     this._calls = new Calls(describeEndpoints(urls, { ...sentinel, cluster: target.cluster }));
+    const connectTimeoutMs = optionalMs(options, 'connectTimeout', DEFAULT_CONNECT_TIMEOUT_MS);
+    const commandTimeoutMs = optionalMs(options, 'commandTimeout', DEFAULT_COMMAND_TIMEOUT_MS);
     this._native = construct(
       native.NativeLock,
       {
         urls,
         namespace,
-        connectTimeoutMs: optionalMs(options, 'connectTimeout', DEFAULT_CONNECT_TIMEOUT_MS),
-        commandTimeoutMs: optionalMs(options, 'commandTimeout', DEFAULT_COMMAND_TIMEOUT_MS),
+        connectTimeoutMs,
+        commandTimeoutMs,
         ...tls,
         minReplications,
         replicationTimeoutMs,
@@ -190,6 +198,13 @@ class Lock {
       this._calls.onDone,
     );
     diagnostics.listen(native);
+    // One server, reached directly: plain calls go from this thread on a connection of its own
+    // (lib/plain-calls.js), without a hop to the core's runtime thread and back. The core keeps
+    // waits, leases and every other topology.
+    const direct = urls.length === 1 && !sentinel && !target.cluster && minReplications === 0;
+    this._plain = direct
+      ? openPlainCalls(urls[0], namespace, { tlsFiles: tls, connectTimeoutMs, commandTimeoutMs, endpoint: this._calls.endpoint })
+      : null;
   }
 
   /** The namespace this lock's keys and channel live under. */
@@ -212,6 +227,7 @@ class Lock {
       const key = checkId(id);
       this._checkLockTtl(ttl, 'ttl');
       const span = diagnostics.acquireStart(this._namespace, id, ttl);
+      if (this._plain !== null) return follow(span, this._plain.acquire(id, key, ttl));
       return this._call(id, undefined, (call) => this._native.acquire(call, key, ttl), span);
     });
   }
@@ -231,7 +247,10 @@ class Lock {
   releaseLock(lock, callback) {
     return settle(callback, () => {
       const held = checkHeld(lock);
-      const released = this._call(held.given, undefined, (call) => this._native.release(call, held.id, held.index));
+      const released =
+        this._plain !== null
+          ? this._plain.release(held.given, held.id, held.index)
+          : this._call(held.given, undefined, (call) => this._native.release(call, held.id, held.index));
       return diagnostics.traceRelease(this._namespace, held.given, held.index, released);
     });
   }
@@ -240,7 +259,7 @@ class Lock {
     return settle(callback, () => {
       const held = checkHeld(lock);
       checkTtl(ttl, 'ttl');
-      return this._call(held.given, 'renew', (call) => this._native.renew(call, held.id, held.index, ttl));
+      return this._renew(held, ttl, 'renew');
     });
   }
 
@@ -248,8 +267,13 @@ class Lock {
     return settle(callback, () => {
       const held = checkHeld(lock);
       checkTtl(ttl, 'ttl');
-      return this._call(held.given, 'extend', (call) => this._native.renew(call, held.id, held.index, ttl));
+      return this._renew(held, ttl, 'extend');
     });
+  }
+
+  _renew(held, ttl, shape) {
+    if (this._plain !== null) return this._plain.renew(held.given, held.id, held.index, ttl, shape);
+    return this._call(held.given, shape, (call) => this._native.renew(call, held.id, held.index, ttl));
   }
 
   /**
@@ -265,7 +289,7 @@ class Lock {
       if (span !== null) span.fail(fromArguments(err));
       throw err;
     }
-    return span === null ? promise : span.follow(promise);
+    return follow(span, promise);
   }
 
   /**
@@ -303,7 +327,7 @@ class Lock {
   close(callback) {
     return settle(callback, () => {
       this._native.close();
-      return Promise.resolve();
+      return this._plain !== null ? this._plain.close() : Promise.resolve();
     });
   }
 

@@ -251,11 +251,13 @@ describe('connection messages', () => {
     try {
       const endpoint = `127.0.0.1:${proxy.port}`;
       const lock = newLock({ redis: proxy.url });
-      const first = await lock.waitAcquireLock('c', 1_000, 1_000); // opens both connections
+      // The wait opens the engine's connections, the release the plain calls' connection.
+      const first = await lock.waitAcquireLock('c', 1_000, 1_000);
       await lock.releaseLock(first);
       await rec.wait((n, m) => n === 'connected' && m.endpoint === endpoint && m.connection === 'subscriber', 5000, 'subscriber connected');
       const opened = rec.of('connected', (m) => m.endpoint === endpoint);
       assert.deepEqual(opened.map((m) => [m.connection, m.reconnect]).sort(), [
+        ['calls', false],
         ['commands', false],
         ['subscriber', false],
       ]);
@@ -274,19 +276,29 @@ describe('connection messages', () => {
       );
       assert.deepEqual({ ...back }, { endpoint, connection: 'subscriber', reconnect: true });
 
-      // The command connection: cut, the next call fails or is retried, a later one works.
+      // Both command connections (the plain calls' and the engine's): cut, the next call on each
+      // fails or is retried, a later one works.
       proxy.cut('command');
-      for (let i = 0; i < 20; i++) {
-        const answer = await lock.acquireLock(`after-cut-${i}`, 1_000).catch((err) => err);
-        if (!(answer instanceof Error)) break;
-        await sleep(50);
+      for (const [connection, call] of [
+        ['calls', (i) => lock.acquireLock(`after-cut-${i}`, 1_000)],
+        ['commands', (i) => lock.waitAcquireLock(`after-cut-wait-${i}`, 1_000, 100)],
+      ]) {
+        for (let i = 0; i < 20; i++) {
+          const answer = await call(i).catch((err) => err);
+          if (!(answer instanceof Error)) break;
+          await sleep(50);
+        }
+        await rec.wait(
+          (n, m) => n === 'connectionLost' && m.endpoint === endpoint && m.connection === connection,
+          5000,
+          `${connection} lost`,
+        );
+        await rec.wait(
+          (n, m) => n === 'connected' && m.endpoint === endpoint && m.connection === connection && m.reconnect,
+          5000,
+          `${connection} reconnected`,
+        );
       }
-      await rec.wait((n, m) => n === 'connectionLost' && m.endpoint === endpoint && m.connection === 'commands', 5000, 'commands lost');
-      await rec.wait(
-        (n, m) => n === 'connected' && m.endpoint === endpoint && m.connection === 'commands' && m.reconnect,
-        5000,
-        'commands reconnected',
-      );
     } finally {
       rec.stop();
     }
@@ -299,7 +311,7 @@ describe('connection messages', () => {
       const lock = newLock({ redis: `redis://127.0.0.1:${port}`, connectTimeout: 500 });
       await rejectsWithCode(lock.acquireLock('x', 1_000), 'ERR_REDIS');
       const failed = await rec.wait((n, m) => m.endpoint === `127.0.0.1:${port}`, 5000, 'connection:failed');
-      assert.equal(failed.connection, 'commands');
+      assert.equal(failed.connection, 'calls');
       assert.equal(typeof failed.error, 'string');
     } finally {
       rec.stop();

@@ -26,7 +26,7 @@ async function countEventually(pred, ms = 5000) {
 }
 
 describe('sockets', () => {
-  it('100 Lock instances on one URL (acquire + waitAcquire each) open at most 2 connections', async () => {
+  it('100 Lock instances on one URL (acquire + waitAcquire each) open at most 3 connections', async () => {
     const baseline = await server.clientCount(); // our assertion client
     const ns = uniqueNs('sock');
     const mine = [];
@@ -49,9 +49,11 @@ describe('sockets', () => {
 
     const during = await server.clientCount();
     const list = await server.clientList();
+    // Plain calls' connection (JavaScript thread), the engine's command connection (waits) and
+    // its subscriber: three per server and process, however many Locks.
     assert.ok(
-      during - baseline <= 2,
-      `${during - baseline} connections for 100 Lock instances (at most 2 expected):\n${list.map((c) => `${c.addr} ${c.name} ${c.cmd} ${c.flags}`).join('\n')}`,
+      during - baseline <= 3,
+      `${during - baseline} connections for 100 Lock instances (at most 3 expected):\n${list.map((c) => `${c.addr} ${c.name} ${c.cmd} ${c.flags}`).join('\n')}`,
     );
     assert.ok(during - baseline >= 1, 'no connection at all?');
 

@@ -839,3 +839,4 @@ module.exports.AbortHandle = nativeBinding.AbortHandle
 module.exports.NativeLease = nativeBinding.NativeLease
 module.exports.NativeLock = nativeBinding.NativeLock
 module.exports.listenEvents = nativeBinding.listenEvents
+module.exports.scriptSources = nativeBinding.scriptSources

@@ -147,36 +147,39 @@ function leaseLost(namespace, id, index, reason) {
   if (ch.leaseLost.hasSubscribers) ch.leaseLost.publish({ namespace, id, index, reason });
 }
 
-// Engine events (src/core/events.rs) as they arrive from the native side.
+// Engine events (src/core/events.rs) as they arrive from the native side, and the same events of
+// the plain calls' connection (lib/redis-connection.js), one at a time.
 function onNativeEvents(events) {
-  for (const event of events) {
-    switch (event.kind) {
-      case 'connected':
-        if (ch.connected.hasSubscribers) {
-          ch.connected.publish({ endpoint: event.endpoint, connection: event.connection, reconnect: event.reconnect === true });
-        }
-        break;
-      case 'lost':
-        if (ch.connectionLost.hasSubscribers) {
-          ch.connectionLost.publish({ endpoint: event.endpoint, connection: event.connection, reason: redact(event.error || '') });
-        }
-        break;
-      case 'connect-failed':
-        if (ch.connectFailed.hasSubscribers) {
-          ch.connectFailed.publish({ endpoint: event.endpoint, connection: event.connection, error: redact(event.error || '') });
-        }
-        break;
-      case 'quorum-lost':
-      case 'quorum-regained': {
-        const channel = event.kind === 'quorum-lost' ? ch.quorumLost : ch.quorumRegained;
-        if (channel.hasSubscribers) {
-          channel.publish({ endpoints: event.endpoint.split(', '), answered: event.answered, needed: event.needed });
-        }
-        break;
+  for (const event of events) connectionEvent(event);
+}
+
+function connectionEvent(event) {
+  switch (event.kind) {
+    case 'connected':
+      if (ch.connected.hasSubscribers) {
+        ch.connected.publish({ endpoint: event.endpoint, connection: event.connection, reconnect: event.reconnect === true });
       }
-      default:
-        break;
+      break;
+    case 'lost':
+      if (ch.connectionLost.hasSubscribers) {
+        ch.connectionLost.publish({ endpoint: event.endpoint, connection: event.connection, reason: redact(event.error || '') });
+      }
+      break;
+    case 'connect-failed':
+      if (ch.connectFailed.hasSubscribers) {
+        ch.connectFailed.publish({ endpoint: event.endpoint, connection: event.connection, error: redact(event.error || '') });
+      }
+      break;
+    case 'quorum-lost':
+    case 'quorum-regained': {
+      const channel = event.kind === 'quorum-lost' ? ch.quorumLost : ch.quorumRegained;
+      if (channel.hasSubscribers) {
+        channel.publish({ endpoints: event.endpoint.split(', '), answered: event.answered, needed: event.needed });
+      }
+      break;
     }
+    default:
+      break;
   }
 }
 
@@ -215,4 +218,4 @@ if (debug.enabled) {
   );
 }
 
-module.exports = { channels, acquireStart, waitStart, traceRelease, watchRenewals, leaseLost, listen };
+module.exports = { channels, connectionEvent, acquireStart, waitStart, traceRelease, watchRenewals, leaseLost, listen };

@@ -115,6 +115,20 @@ export interface NativeLockOptions {
   busyPollUs?: number
 }
 
+export declare function scriptSources(): ScriptSources
+
+/**
+ * The Lua text of the scripts a plain call runs, for the facade's own command connection
+ * (lib/plain-calls.js): one copy of every script, here in the core.
+ */
+export interface ScriptSources {
+  acquire: string
+  release: string
+  renew: string
+  /** Several calls of the three in one script call (`core::batch::BATCH`). */
+  batch: string
+}
+
 export interface WaitAcquireOutcome {
   success: boolean
   index: number

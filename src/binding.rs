@@ -806,3 +806,26 @@ pub fn listen_events(
     HOOKED.call_once(|| core::events::set_hook(Some(Arc::new(deliver_event))));
     Ok(())
 }
+
+/// The Lua text of the scripts a plain call runs, for the facade's own command connection
+/// (lib/plain-calls.js): one copy of every script, here in the core.
+#[napi(object, object_from_js = false)]
+pub struct ScriptSources {
+    pub acquire: String,
+    pub release: String,
+    pub renew: String,
+    /// Several calls of the three in one script call (`core::batch::BATCH`).
+    pub batch: String,
+}
+
+#[cfg_attr(test, allow(dead_code))]
+#[napi]
+pub fn script_sources() -> ScriptSources {
+    use crate::core::scripts::{ACQUIRE, RELEASE, RENEW};
+    ScriptSources {
+        acquire: ACQUIRE.to_owned(),
+        release: RELEASE.to_owned(),
+        renew: RENEW.to_owned(),
+        batch: crate::core::batch::BATCH.source().to_owned(),
+    }
+}
