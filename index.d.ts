@@ -282,17 +282,6 @@ declare namespace Lock {
     cluster?: boolean | ClusterSeed[] | ClusterConfig;
     /** ioredfour's ioredis Cluster options for `cluster: [...]`; only `redisOptions` (credentials, TLS) is read. */
     clusterOptions?: ClusterOptions;
-    /**
-     * Busy polling for back-to-back callers: once two calls in a row came within this many
-     * microseconds of the previous result, the addon's runtime thread keeps polling (spinning on
-     * a CPU) for this long after each acquire, release, renew or extend completes, so that the
-     * next call and Redis's reply to it need not wake a sleeping thread (on virtual machines
-     * that wake-up can cost more than the round trip). Paced callers and waits are not followed
-     * by polling. It helps only loops of back-to-back calls (sequential acquire + release p50
-     * about 115 µs with 300 against 170-190 µs without, on a 2-core VM) and costs CPU at paced
-     * request rates, so it is off by default. Integer, 0-10000. Default 0.
-     */
-    busyPollMicros?: number;
   }
 
   /** A Redis Cluster seed node, as ioredis takes it. */
@@ -954,7 +943,7 @@ declare namespace Lock {
   }
 
   /** Which connection of an endpoint a connection event is about. */
-  export type ConnectionKind = 'commands' | 'subscriber' | 'replication';
+  export type ConnectionKind = 'calls' | 'commands' | 'subscriber' | 'replication';
 
   /** `redfour-native:connection:connected`. Connections are shared process-wide, so there is no namespace. */
   export interface ConnectedMessage {

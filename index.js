@@ -22,7 +22,6 @@ const MAX_ID_LENGTH = 65536;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 const DEFAULT_REPLICATION_TIMEOUT_MS = 500; // ioredfour's
-const MAX_BUSY_POLL_MICROS = 10000;
 
 function checkId(id) {
   if (typeof id === 'number') {
@@ -78,15 +77,6 @@ function checkHeld(lock) {
   const given = lock.id;
   const id = checkId(given);
   return { given, id, index: checkIndex(lock.index) };
-}
-
-/** `busyPollMicros`: undefined leaves the native default (0: off). */
-function checkBusyPoll(value) {
-  if (value === undefined || value === null) return undefined;
-  if (!Number.isInteger(value) || value < 0 || value > MAX_BUSY_POLL_MICROS) {
-    throw invalidArg(`options.busyPollMicros must be an integer from 0 to ${MAX_BUSY_POLL_MICROS}, got ${describe(value)}`);
-  }
-  return value;
 }
 
 function checkOptions(options, name) {
@@ -193,7 +183,6 @@ class Lock {
         sentinels: sentinel ? sentinel.sentinels : undefined,
         sentinelMaster: sentinel ? sentinel.sentinelMaster : undefined,
         cluster: target.cluster,
-        busyPollUs: checkBusyPoll(options.busyPollMicros),
       },
       this._calls.onDone,
     );

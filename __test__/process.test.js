@@ -40,16 +40,6 @@ describe('process exit', () => {
     assert.match(child.output, /RELEASED released/);
   });
 
-  for (const busyPollMicros of [0, 10000]) {
-    it(`the same with busyPollMicros ${busyPollMicros}: the busy-polling runtime thread never keeps Node alive`, async () => {
-      const child = spawnChild('exit-after-release', { url: server.url, namespace: uniqueNs('exit'), id: 'e', busyPollMicros });
-      const outcome = await settledWithin(child.exit, 10000);
-      assert.equal(outcome.settled, true, `child still running 10 s after start; output:\n${child.output}`);
-      assert.deepEqual(outcome.value, { code: 0, signal: null }, child.output);
-      assert.match(child.output, /RELEASED released/);
-    });
-  }
-
   it('a script with a pending waitAcquireLock (waitTtl 0) stays alive', async () => {
     const ns = uniqueNs('alive');
     const holder = new Lock({ redis: server.url, namespace: ns });

@@ -252,7 +252,7 @@ function diagnostics(subscribe: (name: string, fn: (message: unknown) => void) =
   });
   subscribe(Lock.channels.connected, (message) => {
     const m = message as LockRequired.ConnectedMessage;
-    const kind: 'commands' | 'subscriber' | 'replication' = m.connection;
+    const kind: 'calls' | 'commands' | 'subscriber' | 'replication' = m.connection;
     const again: boolean = m.reconnect;
     void [kind, again, m.endpoint];
   });

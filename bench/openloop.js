@@ -5,16 +5,15 @@
 // tracer attached to this process for exactly the measured window.
 //
 //   node bench/openloop.js redfour-native --rate=2000 --seconds=5
-//   node bench/openloop.js redfour-native --busy-poll=0 --trace=perf-stat
+//   node bench/openloop.js redfour-native --trace=perf-stat
 //   node bench/openloop.js redfour --trace=strace          (strace -f -c; slows every syscall)
 //   node bench/openloop.js redfour-native --trace=sched     (perf record of wake-ups, all CPUs,
 //                                                           summarised as who woke whom)
 //
 // Options: --rate=N (pairs/s, 2000), --seconds=S measured (5), --warmup=S (1), --seed=N,
-// --busy-poll=N (redfour-native's busyPollMicros), --url=redis://... (else a private
-// redis-server is started), --out=DIR (tracer files, default a temporary folder), --json.
-// Libraries: those of lib/libs.js, plus "harness (no lock)" and
-// "our scripts, JS thread (prototype)".
+// --url=redis://... (else a private redis-server is started), --out=DIR (tracer files,
+// default a temporary folder), --json.
+// Libraries: those of lib/libs.js, plus "harness (no lock)".
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -37,7 +36,6 @@ const seconds = Number(opt('seconds', 5));
 const warmup = Number(opt('warmup', 1));
 const seed = Number(opt('seed', 1));
 const trace = opt('trace', 'none');
-const busyPoll = opt('busy-poll', null);
 // Tracer files (and --json): --out, or a temporary folder made only when one is needed.
 const outDir =
   opt('out', null) || (trace !== 'none' || args.includes('--json') ? fs.mkdtempSync(path.join(os.tmpdir(), 'openloop-')) : null);
@@ -198,7 +196,7 @@ async function main() {
     url = server.url;
     redisPid = server.pid;
   }
-  const lock = await libs.open(lib, url, busyPoll === null ? undefined : { busyPollMicros: Number(busyPoll) });
+  const lock = await libs.open(lib, url);
   for (let i = 0; i < 200; i++) await lock.release(await lock.acquire(`olw:${i}`, 10000));
   const tr = tracer(trace, process.pid, redisPid);
   try {
@@ -220,7 +218,7 @@ async function main() {
     const per = (v) => v / r.pairs;
     const out = [];
     out.push(
-      `${lib}${busyPoll !== null ? ` (busyPollMicros ${busyPoll})` : ''}: ${rate} pairs/s offered, ${fmt(r.achieved)} achieved over ${fmt(r.seconds)} s (${r.pairs} pairs; ${r.failures} failed, ${r.errors} errors, ${r.incomplete} incomplete); load average ${os
+      `${lib}: ${rate} pairs/s offered, ${fmt(r.achieved)} achieved over ${fmt(r.seconds)} s (${r.pairs} pairs; ${r.failures} failed, ${r.errors} errors, ${r.incomplete} incomplete); load average ${os
         .loadavg()
         .map((v) => v.toFixed(2))
         .join(' ')}`,

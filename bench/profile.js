@@ -6,7 +6,6 @@
 //   node bench/profile.js redfour-native 20000
 //   node --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile.js redfour-native 20000
 //   perf stat -e task-clock,context-switches,cpu-migrations -- node bench/profile.js floor 20000
-//   node bench/profile.js redfour-native 5000 --busy-poll=0     (redfour-native's busyPollMicros)
 //
 // Libraries: redfour-native, "redfour-native (napi only)", redfour, ioredfour, redlock,
 // redis-semaphore, floor. Prints µs per pair; redis-server's CPU time is reported separately
@@ -20,11 +19,9 @@ async function main() {
   const pairs = Number(process.argv[3] || 20000);
   const loopsArg = process.argv.find((a) => a.startsWith('--loops='));
   const loops = loopsArg ? Number(loopsArg.slice(8)) : 1;
-  const pollArg = process.argv.find((a) => a.startsWith('--busy-poll='));
-  const options = pollArg ? { busyPollMicros: Number(pollArg.slice(12)) } : undefined;
   const server = await new RedisServer().start();
   try {
-    const lock = await libs.open(lib, server.url, options);
+    const lock = await libs.open(lib, server.url);
     for (let i = 0; i < 1000; i++) await lock.release(await lock.acquire(`w${i}`, 10000));
     const serverCpu0 = server.cpuSeconds();
     const cpu0 = process.cpuUsage();

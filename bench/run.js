@@ -11,14 +11,15 @@
 //   --libs=redfour-native,redfour                                    run some libraries
 //   --rates=200,2000,10000   open-loop arrival rates (pairs/s)
 //   --openloop-seconds=S     open-loop measured seconds per rate and library (split over its rounds)
-//   --openloop-libs=A,B      open-loop rows (default: redfour-native, the same with
-//                            busyPollMicros 0, redfour, ioredfour, floor); short names:
-//                            busy-poll-0, harness (no lock, the harness's own cost), prototype
-//                            (our scripts sent from the JS thread on a bare socket)
+//   --openloop-libs=A,B      open-loop rows (default: redfour-native, redfour, ioredfour,
+//                            floor); short names: harness (no lock, the harness's own cost),
+//                            baseline (see BENCH_BASELINE below)
 //   --no-write   print only (no results/<date>.json, RESULTS.md or chart)
 //   --from=FILE  rewrite RESULTS.md and the chart from an earlier results JSON (no measuring)
 //   --wait-quiet[=S]  first wait up to S seconds (default 300) for the 1-minute load average to
 //                     drop under 1.0 (the machine may be shared with builds and test runs)
+//   BENCH_BASELINE=DIR (environment)  adds the library 'redfour-native (baseline)': the built
+//                     checkout in DIR, for before/after rows in one run (--libs, --openloop-libs)
 //
 // Writes bench/results/<YYYY-MM-DD>.json, bench/RESULTS.md and bench/results/<date>-*.png.
 // Benchmarks are measurements, never assertions: this exits 0 whether targets are met or not.
@@ -829,14 +830,14 @@ function aggregateOpenloop(rate, rs) {
   };
 }
 
-/** The open-loop rows: --openloop-libs, or ours (busy polling on and off), redfour, ioredfour, floor. */
+/** The open-loop rows: --openloop-libs, or ours, redfour, ioredfour, floor. */
 function openloopLibs() {
   // Short names for rows whose names hold commas or spaces.
-  const alias = { 'busy-poll-0': libs.NO_BUSY_POLL, harness: libs.HARNESS, prototype: 'our scripts, JS thread (prototype)' };
+  const alias = { harness: libs.HARNESS, baseline: 'redfour-native (baseline)' };
   const given = option('openloop-libs');
   if (given) return given.map((n) => alias[n] || n);
   const rows = [];
-  if (LIBS.includes('redfour-native')) rows.push('redfour-native', libs.NO_BUSY_POLL);
+  if (LIBS.includes('redfour-native')) rows.push('redfour-native');
   for (const l of ['redfour', 'ioredfour']) if (LIBS.includes(l)) rows.push(l);
   rows.push('floor');
   return rows;

@@ -108,11 +108,6 @@ export interface NativeLockOptions {
   sentinelMaster?: string
   /** Redis Cluster: `urls` are seed nodes; keys are hash-tagged per lock. */
   cluster?: boolean
-  /**
-   * Microseconds the runtime thread keeps polling after a call completes (busy_poll.rs);
-   * 0 turns busy polling off; absent: 300 on machines with 2 or more CPUs, else 0.
-   */
-  busyPollUs?: number
 }
 
 export declare function scriptSources(): ScriptSources

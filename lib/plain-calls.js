@@ -59,23 +59,22 @@ class ScriptCalls {
   }
 
   /**
-   * Runs `script` with `keys` (one or two) and `args` (at most three); resolves with its reply.
+   * Runs `script` with `keys` (one or two) and `args` (at most three), then calls `done(err)` or
+   * `done(null, reply)` (the script's array reply).
    * A call made while nothing is queued or in flight is written at once (a caller that blocks
    * its thread right after a releaseLock has still released); otherwise it waits for the end of
    * the current turn, to go with the calls made in it.
    */
-  run(script, keys, args) {
-    return new Promise((resolve, reject) => {
-      const call = { script, keys, args, resolve, reject };
-      if (this._queue.length === 0) {
-        if (this._connection.inFlight === 0) {
-          this._send(script, keys, args, [call]);
-          return;
-        }
-        process.nextTick(this._flush);
+  run(script, keys, args, done) {
+    const call = { script, keys, args, done };
+    if (this._queue.length === 0) {
+      if (this._connection.inFlight === 0) {
+        this._send(script, keys, args, [call]);
+        return;
       }
-      this._queue.push(call);
-    });
+      process.nextTick(this._flush);
+    }
+    this._queue.push(call);
   }
 
   _flush() {
@@ -104,32 +103,31 @@ class ScriptCalls {
     const request = loaded
       ? ['EVALSHA', script.sha, keys.length, ...keys, ...args]
       : ['EVAL', script.source, keys.length, ...keys, ...args];
-    this._connection.request(request, true).then(
-      (reply) => {
-        if (reply instanceof Error && reply.message.startsWith('NOSCRIPT')) {
-          // The server lost its scripts (restart, failover, SCRIPT FLUSH): load them again.
-          this._loaded = 0;
-          if (loaded) {
-            this._send(script, keys, args, calls);
-            return;
-          }
-        } else {
-          this._loaded |= script.bit;
+    this._connection.request(request, true, (err, reply) => {
+      if (err) {
+        for (const call of calls) call.done(err);
+        return;
+      }
+      if (reply instanceof Error && reply.message.startsWith('NOSCRIPT')) {
+        // The server lost its scripts (restart, failover, SCRIPT FLUSH): load them again.
+        this._loaded = 0;
+        if (loaded) {
+          this._send(script, keys, args, calls);
+          return;
         }
-        if (calls.length === 1 && script !== this._scripts.batch) this._settle(calls[0], reply);
-        else if (Array.isArray(reply)) for (let i = 0; i < calls.length; i++) this._settle(calls[i], reply[i]);
-        else for (const call of calls) this._settle(call, reply);
-      },
-      (err) => {
-        for (const call of calls) call.reject(err);
-      },
-    );
+      } else {
+        this._loaded |= script.bit;
+      }
+      if (calls.length === 1 && script !== this._scripts.batch) this._settle(calls[0], reply);
+      else if (Array.isArray(reply)) for (let i = 0; i < calls.length; i++) this._settle(calls[i], reply[i]);
+      else for (const call of calls) this._settle(call, reply);
+    });
   }
 
   _settle(call, reply) {
-    if (reply instanceof Error) call.reject(coded(codes.ERR_REDIS, `Redis: ${reply.message}`, this._endpoint));
-    else if (!Array.isArray(reply)) call.reject(coded(codes.ERR_INTERNAL, `unexpected reply to a script call: ${typeof reply}`));
-    else call.resolve(reply);
+    if (reply instanceof Error) call.done(coded(codes.ERR_REDIS, `Redis: ${reply.message}`, this._endpoint));
+    else if (!Array.isArray(reply)) call.done(coded(codes.ERR_INTERNAL, `unexpected reply to a script call: ${typeof reply}`));
+    else call.done(null, reply);
   }
 
   close() {
@@ -161,18 +159,25 @@ function openPlainCalls(url, namespace, options) {
   const channel = `${namespace}-release`;
   const prefix = `${namespace}:`;
   let closed = false;
-  const refuse = () => Promise.reject(coded(codes.ERR_CLOSED, 'the lock was closed'));
+  /** A Promise of `shape(reply)` for one call of `script`. */
+  const call = (script, keys, args, shape) => {
+    if (closed) return Promise.reject(coded(codes.ERR_CLOSED, 'the lock was closed'));
+    return new Promise((resolve, reject) => {
+      calls.run(script, keys, args, (err, reply) => (err ? reject(err) : resolve(shape(reply))));
+    });
+  };
   return {
     /** One attempt on lock `text` (the id as text): redfour's result `{ id, success, index, ttl }`. */
     acquire(id, text, ttl) {
-      if (closed) return refuse();
-      return calls
-        .run(s.acquire, [prefix + text, counter], [ttl, randomUUID()])
-        .then(([ok, index, left]) => ({ id, success: ok === 1, index, ttl: left }));
+      return call(s.acquire, [prefix + text, counter], [ttl, randomUUID()], ([ok, index, left]) => ({
+        id,
+        success: ok === 1,
+        index,
+        ttl: left,
+      }));
     },
     release(id, text, index) {
-      if (closed) return refuse();
-      return calls.run(s.release, [prefix + text], [index, channel]).then(([ok, result, current]) => ({
+      return call(s.release, [prefix + text], [index, channel], ([ok, result, current]) => ({
         id,
         success: ok === 1,
         result,
@@ -181,12 +186,9 @@ function openPlainCalls(url, namespace, options) {
     },
     /** `shape` 'renew': `{ id, success, result, index }`; 'extend': `{ id, success, index, ttl }`. */
     renew(id, text, index, ttl, shape) {
-      if (closed) return refuse();
-      return calls
-        .run(s.renew, [prefix + text], [index, ttl])
-        .then(([ok, result, current, left]) =>
-          shape === 'extend' ? { id, success: ok === 1, index: current, ttl: left } : { id, success: ok === 1, result, index: current },
-        );
+      return call(s.renew, [prefix + text], [index, ttl], ([ok, result, current, left]) =>
+        shape === 'extend' ? { id, success: ok === 1, index: current, ttl: left } : { id, success: ok === 1, result, index: current },
+      );
     },
     /** Resolves once this Lock's use ended (and, for the last user, the socket is closed). */
     close() {

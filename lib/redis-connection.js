@@ -124,19 +124,17 @@ class RedisConnection {
   }
 
   /**
-   * Sends `args` and resolves with the reply (an error reply resolves as an Error value, as
-   * replies inside arrays do); rejects with ERR_REDIS when the connection fails. `repeatable`:
-   * the request may be sent again after a connection that was up dropped under it.
+   * Sends `args` and calls `done(null, reply)` with the reply (an error reply is an Error value,
+   * as replies inside arrays are), or `done(err)` with ERR_REDIS when the connection fails.
+   * `repeatable`: the request may be sent again after a connection that was up dropped under it.
    */
-  request(args, repeatable) {
-    return new Promise((resolve, reject) => {
-      this._write({ payload: encode(args), resolve, reject, repeatable, sentAt: 0, handshake: false });
-    });
+  request(args, repeatable, done) {
+    this._write({ payload: encode(args), done, repeatable, sentAt: 0, handshake: false });
   }
 
   _write(entry) {
     if (this._closing !== null) {
-      entry.reject(coded(codes.ERR_CLOSED, 'the lock was closed'));
+      entry.done(coded(codes.ERR_CLOSED, 'the lock was closed'));
       return;
     }
     if (this._socket === null) this._open();
@@ -203,7 +201,7 @@ class RedisConnection {
   }
 
   _handshake(socket, args, last) {
-    const answered = (reply) => {
+    const answered = (_, reply) => {
       if (socket !== this._socket) return;
       if (reply instanceof Error) {
         // A refused AUTH or SELECT is a failed connect, not a dropped connection.
@@ -219,7 +217,7 @@ class RedisConnection {
         socket.uncork();
       }
     };
-    this._transmit({ payload: encode(args), resolve: answered, reject() {}, repeatable: false, sentAt: 0, handshake: true });
+    this._transmit({ payload: encode(args), done: answered, repeatable: false, sentAt: 0, handshake: true });
   }
 
   _answer(reply) {
@@ -234,7 +232,7 @@ class RedisConnection {
       this._sent = this._sent.slice(this._head);
       this._head = 0;
     }
-    entry.resolve(reply);
+    entry.done(null, reply);
   }
 
   /** Requests in flight: the socket holds the process open, and replies are timed. */
@@ -296,7 +294,7 @@ class RedisConnection {
     this._held = [];
     this._ready = false;
     if (this._closing !== null) {
-      for (const entry of pending) entry.reject(coded(codes.ERR_CLOSED, 'the lock was closed'));
+      for (const entry of pending) if (!entry.handshake) entry.done(coded(codes.ERR_CLOSED, 'the lock was closed'));
       this._finishClose();
       return;
     }
@@ -315,7 +313,7 @@ class RedisConnection {
         entry.repeatable = false;
         this._write(entry);
       } else {
-        entry.reject(redisError(reason, this._endpoint));
+        entry.done(redisError(reason, this._endpoint));
       }
     }
   }

@@ -2,7 +2,6 @@
 //! back. No lock logic lives here. Every method returns a Promise; the JS facade in index.js adds
 //! callbacks, so no user code ever runs on a Rust stack.
 
-use crate::busy_poll::{BusyPoll, Rhythm};
 use crate::core::sync::MutexExt;
 use crate::core::{self, Lease, LeaseOptions, LockError, Timeouts};
 use futures_util::FutureExt;
@@ -11,7 +10,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,9 +28,6 @@ fn init() {
         create_custom_tokio_runtime(runtime);
     }
 }
-
-/// Shared by every Lock: there is one runtime, so one worker thread to keep awake.
-static BUSY_POLL: LazyLock<BusyPoll> = LazyLock::new(BusyPoll::default);
 
 #[napi(object)]
 pub struct NativeLockOptions {
@@ -53,9 +49,6 @@ pub struct NativeLockOptions {
     pub sentinel_master: Option<String>,
     /// Redis Cluster: `urls` are seed nodes; keys are hash-tagged per lock.
     pub cluster: Option<bool>,
-    /// Microseconds the runtime thread keeps polling after a call completes (busy_poll.rs);
-    /// 0 turns busy polling off; absent: 300 on machines with 2 or more CPUs, else 0.
-    pub busy_poll_us: Option<u32>,
 }
 
 #[napi(object, object_from_js = false)]
@@ -309,9 +302,6 @@ impl Outbox {
 pub struct NativeLock {
     lock: core::Lock,
     outbox: Arc<Outbox>,
-    /// How soon this Lock's caller comes back after results reach it, and its busy-poll
-    /// grace (see `run`).
-    rhythm: Arc<Rhythm>,
 }
 
 impl NativeLock {
@@ -322,28 +312,12 @@ impl NativeLock {
     /// captured variable next to the future awaiting it, and a waiter's task would hold its
     /// wait future twice (2.2 KB instead of 1.1 KB per waiting call, measured with heaptrack).
     ///
-    /// A `quick` call (one round trip: acquire, release, renew) is followed by busy polling
-    /// (busy_poll.rs) when its caller has been coming back quickly: this call and the one before
-    /// it were each made within the grace of this Lock's previous completion reaching
-    /// JavaScript (`Rhythm`). So a loop of calls keeps the runtime thread awake, while a caller
-    /// that holds its lock for a while before releasing, or paces its calls, costs no CPU for it
-    /// (one quick return, a release right after its acquire, is not a loop). A completed wait is
-    /// never followed by polling: its caller usually runs a critical section first, and every
-    /// waiting process spinning after each grant would compete for the CPU with the one
-    /// holding the lock.
-    fn run<F>(&self, call: u32, quick: bool, work: F)
+    fn run<F>(&self, call: u32, work: F)
     where
         F: 'static + Send + Future<Output = core::Result<Done>>,
     {
         let outbox = self.outbox.clone();
-        let grace = self.rhythm.call(BUSY_POLL.now());
-        let grace = if quick { grace } else { Duration::ZERO };
         napi::bindgen_prelude::spawn(AssertUnwindSafe(work).catch_unwind().map(move |outcome| {
-            // Before the completion is sent: the poller then already runs when the JS thread
-            // makes its next call.
-            if BUSY_POLL.extend(grace) {
-                tokio::spawn(BUSY_POLL.run());
-            }
             let done = match outcome {
                 Ok(Ok(done)) => done,
                 Ok(Err(err)) => Done::Failed(err),
@@ -406,19 +380,11 @@ impl NativeLock {
             core::Lock::open(&options.urls, &options.namespace, &settings).map_err(to_napi)?;
         let queue: Arc<std::sync::Mutex<Batch>> = Arc::default();
         let taken = queue.clone();
-        let grace = options
-            .busy_poll_us
-            // Off unless asked for: at paced request rates it costs CPU and gains nothing
-            // (bench/DIAGNOSIS.md, open loop).
-            .map_or(Duration::ZERO, |us| Duration::from_micros(us.into()));
-        let rhythm = Arc::new(Rhythm::new(grace));
-        let delivered = rhythm.clone();
         let notify = on_done
             .build_threadsafe_function::<()>()
             .weak::<true>()
             .callee_handled::<false>()
             .build_callback(move |_ctx| {
-                delivered.delivered(BUSY_POLL.now());
                 let (values, errors) = taken.locked().take();
                 Ok(FnArgs::from((Float64Array::new(values), errors)))
             })
@@ -426,7 +392,6 @@ impl NativeLock {
         Ok(NativeLock {
             lock,
             outbox: Arc::new(Outbox { queue, notify }),
-            rhythm,
         })
     }
 
@@ -434,7 +399,7 @@ impl NativeLock {
     pub fn acquire(&self, call: u32, id: String, ttl: f64) -> Result<(), Code> {
         let ttl = ttl_ms(ttl, "ttl")?;
         let lock = self.lock.clone();
-        self.run(call, true, async move {
+        self.run(call, async move {
             lock.acquire(&id, ttl).await.map(Done::Acquired)
         });
         Ok(())
@@ -454,7 +419,7 @@ impl NativeLock {
         let wait = wait_limit(wait_ms)?;
         let abort = abort_token(abort);
         let lock = self.lock.clone();
-        self.run(call, false, async move {
+        self.run(call, async move {
             let got = lock.wait_acquire_until(&id, ttl, wait, &abort).await?;
             Ok(Done::WaitAcquired(got))
         });
@@ -465,7 +430,7 @@ impl NativeLock {
     pub fn release(&self, call: u32, id: String, index: f64) -> Result<(), Code> {
         let index = lock_index(index)?;
         let lock = self.lock.clone();
-        self.run(call, true, async move {
+        self.run(call, async move {
             lock.release(&id, index).await.map(Done::Released)
         });
         Ok(())
@@ -476,7 +441,7 @@ impl NativeLock {
         let index = lock_index(index)?;
         let ttl = ttl_ms(ttl, "ttl")?;
         let lock = self.lock.clone();
-        self.run(call, true, async move {
+        self.run(call, async move {
             lock.renew(&id, index, ttl).await.map(Done::Renewed)
         });
         Ok(())
@@ -485,7 +450,7 @@ impl NativeLock {
     /// Completes at once from the runtime: the benchmark measures the boundary with it.
     #[napi]
     pub fn noop(&self, call: u32) {
-        self.run(call, true, async { Ok(Done::Nothing) });
+        self.run(call, async { Ok(Done::Nothing) });
     }
 
     /// Waits for lock `id` like `waitAcquire`, and on success keeps it alive from Rust timers

@@ -63,10 +63,10 @@ function openNapi(url) {
   };
 }
 
-async function openNative(url, { facade = true, busyPollMicros } = {}) {
+async function openNative(url, { facade = true, root = ROOT } = {}) {
   if (!facade) return openNapi(url);
-  const Lock = require(ROOT);
-  const lock = new Lock({ redis: url, namespace: NAMESPACE, busyPollMicros });
+  const Lock = require(root);
+  const lock = new Lock({ redis: url, namespace: NAMESPACE });
   return {
     async acquire(id, ttl) {
       const r = await lock.acquireLock(id, ttl);
@@ -266,55 +266,7 @@ async function openFloor(url, { publishOnly = false } = {}) {
   };
 }
 
-/** The Lua text of redfour-native's script `name` (`pub const NAME: &str = r#"..."#;` in scripts.rs). */
-function scriptSource(name) {
-  const text = require('node:fs').readFileSync(path.join(ROOT, 'src', 'core', 'scripts.rs'), 'utf8');
-  const m = text.match(new RegExp(`pub const ${name}: &str = r#"([\\s\\S]*?)"#;`));
-  if (!m) throw new Error(`no script ${name} in scripts.rs`);
-  return m[1];
-}
-
-/**
- * An experiment for bench/DIAGNOSIS.md, not a library: redfour-native's own acquire and release
- * scripts (read from src/core/scripts.rs, run with EVALSHA exactly as the core runs them, grant
- * mode included) sent from the JS thread on a bare socket (raw.js). It shows what the planned
- * JS-thread I/O could reach: the same Redis work as redfour-native, without the thread hops.
- * Used by `bench/profile.js "our scripts, JS thread (prototype)"`; not in the tables.
- */
-async function openScriptsOnJsThread(url) {
-  const crypto = require('node:crypto');
-  const { RawConnection } = require('./raw');
-  const sha = (body) => crypto.createHash('sha1').update(body).digest('hex');
-  const conn = new RawConnection(Number(new URL(url).port));
-  await conn.ready;
-  const acquire = scriptSource('ACQUIRE');
-  const release = scriptSource('RELEASE');
-  await conn.command('SCRIPT', 'LOAD', acquire);
-  await conn.command('SCRIPT', 'LOAD', release);
-  const acquireSha = sha(acquire);
-  const releaseSha = sha(release);
-  const counter = `${NAMESPACE}index`;
-  let attempt = 0;
-  return {
-    async acquire(id, ttl) {
-      const key = `${NAMESPACE}:${id}`;
-      const [ok, index] = await conn.command('EVALSHA', acquireSha, 2, key, counter, ttl, String(++attempt), '');
-      return ok === 1 ? { key, index } : null;
-    },
-    async release(h) {
-      await conn.command('EVALSHA', releaseSha, 2, h.key, counter, h.index, `${NAMESPACE}-release`, 'grant', `${NAMESPACE}\0`);
-    },
-    async wait() {
-      throw new Error('the JS-thread prototype does not wait');
-    },
-    async close() {
-      conn.close();
-    },
-  };
-}
-
-// Scenario 8 (open loop): redfour-native with busy polling off, and the harness alone.
-const NO_BUSY_POLL = 'redfour-native (busyPollMicros 0)';
+// Scenario 8 (open loop): the harness alone.
 const HARNESS = 'harness (no lock)';
 /** No Redis, no lock: what the open-loop harness itself costs per pair (its baseline). */
 async function openHarness() {
@@ -394,7 +346,6 @@ async function openTopology(name, spec) {
 const OPENERS = {
   'redfour-native': openNative,
   'redfour-native (napi only)': (url) => openNative(url, { facade: false }),
-  [NO_BUSY_POLL]: (url) => openNative(url, { busyPollMicros: 0 }),
   [HARNESS]: openHarness,
   redfour: openRedfour,
   ioredfour: openIoredfour,
@@ -402,8 +353,12 @@ const OPENERS = {
   'redis-semaphore': openSemaphore,
   floor: openFloor,
   [PUBLISH_FLOOR]: (url) => openFloor(url, { publishOnly: true }),
-  'our scripts, JS thread (prototype)': openScriptsOnJsThread,
 };
+
+// `BENCH_BASELINE=/path/to/an/older/checkout` (built) adds the row 'redfour-native (baseline)':
+// that checkout's package, measured in the same run, for before/after comparisons.
+const BASELINE = 'redfour-native (baseline)';
+if (process.env.BENCH_BASELINE) OPENERS[BASELINE] = (url, options) => openNative(url, { ...options, root: process.env.BENCH_BASELINE });
 
 async function open(name, url, options) {
   const opener = OPENERS[name];
@@ -437,9 +392,7 @@ module.exports = {
   openTopology,
   version,
   requireIoredis,
-  scriptSource,
   FLOOR_SCRIPT,
   PUBLISH_FLOOR,
-  NO_BUSY_POLL,
   HARNESS,
 };
