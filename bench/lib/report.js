@@ -58,6 +58,15 @@ function targets(r) {
         x >= 2,
       );
     }
+    if (ok(tp.redfour)) {
+      const x = tp[OURS].pairsPerSec / tp.redfour.pairsPerSec;
+      add(
+        '2 throughput (issue 15)',
+        "at least 1.3x redfour's pairs/s at 64 loops",
+        `${fmtRatio(x)} redfour (${fmt(tp.redfour.pairsPerSec)})`,
+        x >= 1.3,
+      );
+    }
   }
   const ho = r.handoff?.[OURS];
   if (ok(ho)) {
@@ -66,6 +75,26 @@ function targets(r) {
     const floorNote = (q) => (ok(least) ? ` (this machine's ${PUBLISH_FLOOR}: ${fmt(least[q])} ms)` : '');
     add('3 hand-off', 'p50 under 0.25 ms', `${fmt(ho.p50)} ms${floorNote('p50')}`, ho.p50 < 0.25);
     add('3 hand-off', 'p99 under 0.6 ms', `${fmt(ho.p99)} ms${floorNote('p99')}`, ho.p99 < 0.6);
+    if (ok(least)) {
+      const x = ho.p50 / least.p50;
+      const floor = r.handoff.floor;
+      const floorRatio = ok(floor) ? `; the floor (publish heard + one round trip): ${fmtRatio(floor.p50 / least.p50)}` : '';
+      add(
+        '3 hand-off (issue 15)',
+        'p50 at most 1.15x the publish-heard floor',
+        `${fmt(ho.p50)} ms vs ${fmt(least.p50)} ms (${fmtRatio(x)}${floorRatio})`,
+        x <= 1.15,
+      );
+    }
+    const peer = r.handoff.redfour;
+    if (ok(peer)) {
+      add(
+        '3 hand-off (issue 15)',
+        "p99 no higher than redfour's",
+        `${fmt(ho.p99)} ms vs ${fmt(peer.p99)} ms (${fmtRatio(ho.p99 / peer.p99)} of redfour)`,
+        ho.p99 <= peer.p99,
+      );
+    }
   }
   if (r.contention) {
     const cells = Object.values(r.contention)
