@@ -208,6 +208,27 @@ describe('history checker against Redis truth', () => {
     assert.equal(check([h], [], opts, survived).violations, 0);
   });
 
+  it('a belief into a MONITOR gap in which the counter shows no grant is a monitor-gap limit, not a violation', () => {
+    // A server killed with persistence on: MONITOR's last lines are lost (the holder's release at
+    // 300 among them), the key is gone after the restart, and the counter read then says whether
+    // any acquire was granted in between.
+    const gapTruth = (counter) => [
+      hset(0.5, 'a', 1),
+      pexpire(0.6, 'a', 1000),
+      { k: 'gap', t0: ms(100), t1: ms(400) },
+      { k: 'snap', t: ms(401), keys: [], counter },
+    ];
+    const holder = (rel) => life(0, grant(0, 1, 'a', 1, 1, { callT: 0, ttl: 1000, until: 1000, rel }));
+    const none = check([holder(300)], [], opts, gapTruth(1));
+    assert.equal(none.violations, 0, JSON.stringify(none.examples));
+    assert.equal(none.limitsByKind['unverifiable:monitor-gap'], 1);
+    // A grant in the gap (counter 2): another holder may have had the key: a violation.
+    assert.equal(check([holder(300)], [], opts, gapTruth(2)).violationsByKind.unverifiable, 1);
+    // A belief past the expiry the key had when the gap began is not excused either.
+    const late = [...gapTruth(1).slice(0, 3), { k: 'snap', t: ms(1500), keys: [], counter: 1 }];
+    assert.equal(check([holder(1200)], [], opts, late).violations, 1);
+  });
+
   it('parses MONITOR lines, Lua commands included, into truth records', () => {
     const line = '1700000000.123456 [0 lua] "HSET" "ns:a b\\"c" "index" "5" "attempt" "u"';
     const cmd = parseMonitorLine(line);

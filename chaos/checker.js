@@ -35,6 +35,11 @@
 // `limits` with the explanation:
 //  - 'data-loss': Redis lost the lock or the counter (restart without persistence, eviction)
 //    within the window concerned;
+//  - 'monitor-gap': a belief reaches into a window where MONITOR was down (a server killed with
+//    persistence on: the lines it had not yet sent are lost), and yet the fencing counter read
+//    after the gap shows that no acquire was granted in it, and the key was not due to expire
+//    before the belief ended: no other holder can have had the lock then. (A belief outliving
+//    a delete in the gap would not be seen; a second holder would.)
 //  - 'client-pause': the holder's own process was frozen (an event-loop stall recorded in its
 //    history) between Redis granting a waitAcquireLock that waited and the holder's code running
 //    on the result. The result's ttl is what was left when the library delivered it; code that
@@ -288,7 +293,9 @@ function check(workerHistories, events, options, truth = null) {
         minClaimMarginMs = Math.min(minClaimMarginMs, (iv.certainEnd - g.end) / 1000);
       if (g.end <= iv.certainEnd + opts.tolUs) continue;
       if (g.end <= iv.end + opts.tolUs) {
-        const why = lostBetween(iv.certainEnd, g.end) ? 'data-loss' : undefined;
+        let why;
+        if (lostBetween(iv.certainEnd, g.end)) why = 'data-loss';
+        else if (iv.noGrantInGap && g.end <= iv.expiryAtGap + opts.tolUs) why = 'monitor-gap';
         g.verdict = { kind: 'unverifiable', explanation: why };
         flag('unverifiable', { ...detail(), note: 'belief reaches into a window where MONITOR was down' }, why);
         continue;
