@@ -15,8 +15,12 @@
 // 6. Many calls in one turn share script calls, and their results are each their own.
 // 7. A JavaScript thread blocked past the command timeout does not fail a call whose reply came
 //    in meanwhile (timers run before I/O when the loop resumes), nor a connect that completed.
+// 8. A unix socket, with a database and a password: the keys land where the server says.
 
 const { describe } = require('node:test');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
 const assert = require('node:assert/strict');
 const { startRedis } = require('./helpers/redis');
 const { FaultProxy } = require('./helpers/proxy');
@@ -164,5 +168,24 @@ describe('plain calls on their own connection', () => {
     await tick();
     block(400);
     assert.equal((await second).result, 'renewed');
+  });
+
+  it('a unix socket with a database and a password', async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'redfour-native-unix-'));
+    const socket = path.join(dir, 'redis.sock');
+    const ctx = await setup(t, {
+      proxy: false,
+      serverOptions: { password: 'pw', args: ['--unixsocket', socket, '--unixsocketperm', '700'] },
+    });
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const lock = ctx.lock({ redis: { path: socket, password: 'pw', db: 2 } });
+    const held = await lock.acquireLock('u', 5000);
+    assert.equal(held.success, true);
+    await ctx.server.command('SELECT', '2');
+    assert.equal(await ctx.server.command('HGET', ctx.key('u'), 'index'), String(held.index));
+    const waiting = lock.waitAcquireLock('u', 5000, 5000); // the core's connections over the same socket
+    await sleep(50);
+    assert.equal((await lock.releaseLock(held)).result, 'released');
+    assert.equal((await waiting).success, true);
   });
 });

@@ -386,8 +386,12 @@ function sections(r) {
       if (ov.rust.scriptFloor) add("Rust: the core's two scripts on a plain redis-rs connection", ov.rust.scriptFloor, null);
       add('Rust: floor, 2 x EVALSHA of a trivial script on redis-rs', ov.rust.floor, null);
     }
-    add('Node: napi class (lib/native) without the JS facade', nl['redfour-native (napi only)'], nt['redfour-native (napi only)']);
-    add('Node: redfour-native (index.js facade)', nl[OURS], nt[OURS]);
+    add(
+      "Node: the core's call path (napi class, no facade: how waits and the other modes' calls go)",
+      nl['redfour-native (napi only)'],
+      nt['redfour-native (napi only)'],
+    );
+    add('Node: redfour-native (plain calls on the JS thread, lib/plain-calls.js)', nl[OURS], nt[OURS]);
     add('Node: floor, 2 x EVALSHA on ioredis', nl.floor, nt.floor);
     const b = ov.node.boundary;
     if (ok(b))
@@ -412,7 +416,9 @@ function sections(r) {
       notes.push(`Rust side: ${ov.rust?.skipped}.`);
     }
     if (ok(nl[OURS]) && ok(nl['redfour-native (napi only)'])) {
-      notes.push(`Facade cost per pair (p50): ${fmt(nl[OURS].p50 - nl['redfour-native (napi only)'].p50)} µs.`);
+      notes.push(
+        `A single-server Lock's plain calls skip the core's path: ${fmt(nl['redfour-native (napi only)'].p50 - nl[OURS].p50)} µs less per pair (p50) than through the napi class.`,
+      );
     }
     if (rustOk && ok(nl['redfour-native (napi only)'])) {
       const scripts = ov.rust.scriptFloor

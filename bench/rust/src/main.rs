@@ -104,32 +104,28 @@ async fn script_floor(url: &str, warmup: usize, count: usize) -> Vec<f64> {
     let release: String = load(RELEASE).query_async(&mut conn).await.expect("load");
     let counter = format!("{NS}index");
     let channel = format!("{NS}-release");
-    let prefix = format!("{NS}\0");
     let mut samples = Vec::with_capacity(count);
     for i in 0..warmup + count {
         let key = format!("{NS}:rscript:{i}");
         let t0 = Instant::now();
-        // As the core sends them: the attempt named, the release in grant mode.
-        let (_ok, index, _ttl, _seated): (i64, i64, i64, i64) = redis::cmd("EVALSHA")
+        // As the core sends them: the attempt named, the release published on the channel.
+        let (_ok, index, _ttl): (i64, i64, i64) = redis::cmd("EVALSHA")
             .arg(&acquire)
             .arg(2)
             .arg(&key)
             .arg(&counter)
             .arg(10_000)
-            .arg(i)
-            .arg("")
+            .arg(format!("attempt-{i}"))
             .query_async(&mut conn)
             .await
             .expect("acquire");
         let _: (i64, String, i64) = redis::cmd("EVALSHA")
             .arg(&release)
-            .arg(2)
+            .arg(1)
             .arg(&key)
-            .arg(&counter)
             .arg(index)
             .arg(&channel)
-            .arg("grant")
-            .arg(&prefix)
+            .arg("")
             .query_async(&mut conn)
             .await
             .expect("release");
@@ -269,7 +265,9 @@ async fn waiters(lock: &Lock, count: usize, settle: Duration) -> String {
         for (id, index) in chunk {
             let lock = lock.clone();
             let (id, index) = (id.clone(), *index);
-            batch.push(tokio::spawn(async move { lock.release(&id, index).await.expect("release") }));
+            batch.push(tokio::spawn(async move {
+                lock.release(&id, index).await.expect("release")
+            }));
         }
         for t in batch {
             t.await.expect("task");
