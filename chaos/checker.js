@@ -34,7 +34,9 @@
 // An anomaly is a *violation* unless a documented limit explains it; then it is counted under
 // `limits` with the explanation:
 //  - 'data-loss': Redis lost the lock or the counter (restart without persistence, eviction)
-//    within the window concerned;
+//    within the window concerned (for a belief reaching into a MONITOR gap, the whole gap: a
+//    killed server takes the MONITOR lines it had not yet sent with it, so the lines just before
+//    a kill are lost too);
 //  - 'monitor-gap': a belief reaches into a window where MONITOR was down (a server killed with
 //    persistence on: the lines it had not yet sent are lost), and yet the fencing counter read
 //    after the gap shows that no acquire was granted in it, and the key was not due to expire
@@ -294,7 +296,8 @@ function check(workerHistories, events, options, truth = null) {
       if (g.end <= iv.certainEnd + opts.tolUs) continue;
       if (g.end <= iv.end + opts.tolUs) {
         let why;
-        if (lostBetween(iv.certainEnd, g.end)) why = 'data-loss';
+        const gap = gapRecords.find((gp) => gp.t0 <= iv.certainEnd + opts.tolUs && gp.t1 >= iv.certainEnd);
+        if (lostBetween(iv.certainEnd, gap ? Math.max(g.end, gap.t1) : g.end)) why = 'data-loss';
         else if (iv.noGrantInGap && g.end <= iv.expiryAtGap + opts.tolUs) why = 'monitor-gap';
         g.verdict = { kind: 'unverifiable', explanation: why };
         flag('unverifiable', { ...detail(), note: 'belief reaches into a window where MONITOR was down' }, why);
