@@ -38,10 +38,10 @@
 //    killed server takes the MONITOR lines it had not yet sent with it, so the lines just before
 //    a kill are lost too);
 //  - 'monitor-gap': a belief reaches into a window where MONITOR was down (a server killed with
-//    persistence on: the lines it had not yet sent are lost), and yet the fencing counter read
-//    after the gap shows that no acquire was granted in it, and the key was not due to expire
-//    before the belief ended: no other holder can have had the lock then. (A belief outliving
-//    a delete in the gap would not be seen; a second holder would.)
+//    persistence on takes the MONITOR lines it had not yet sent with it), and it ended with the
+//    holder's own release, which Redis answered 'released': the release script deletes the key
+//    only while it holds the holder's index, so the key held it until then (its DEL is among
+//    the lost lines).
 //  - 'client-pause': the holder's own process was frozen (an event-loop stall recorded in its
 //    history) between Redis granting a waitAcquireLock that waited and the holder's code running
 //    on the result. The result's ttl is what was left when the library delivered it; code that
@@ -298,7 +298,7 @@ function check(workerHistories, events, options, truth = null) {
         let why;
         const gap = gapRecords.find((gp) => gp.t0 <= iv.certainEnd + opts.tolUs && gp.t1 >= iv.certainEnd);
         if (lostBetween(iv.certainEnd, gap ? Math.max(g.end, gap.t1) : g.end)) why = 'data-loss';
-        else if (iv.noGrantInGap && g.end <= iv.expiryAtGap + opts.tolUs) why = 'monitor-gap';
+        else if (g.cause === 'release' && g.call.reld && g.call.reld.result === 'released') why = 'monitor-gap';
         g.verdict = { kind: 'unverifiable', explanation: why };
         flag('unverifiable', { ...detail(), note: 'belief reaches into a window where MONITOR was down' }, why);
         continue;

@@ -13,9 +13,8 @@
 //   {k:'flush', t}              FLUSHALL/FLUSHDB
 //   {k:'gap', t0, t1}           MONITOR was down: nothing is known between t0 (the last line seen on
 //                               the old connection) and t1 (the new MONITOR confirmed)
-//   {k:'snap', t, keys, counter}  after (re)connecting: [[key, idx, pttl], ...] and the fencing
-//                               counter's value, read in one Lua script together with the server's
-//                               TIME, so `t` is exact
+//   {k:'snap', t, keys}         after (re)connecting: [[key, idx, pttl], ...] read in one Lua script
+//                               together with the server's TIME, so `t` is exact
 //   {k:'clock', t, offsetUs, rttUs}  a calibration sample (below)
 //   {k:'stats', lines, records, gaps}  at the end
 // `t` is µs on CLOCK_MONOTONIC, the clock of the worker histories. Redis stamps MONITOR lines with
@@ -169,11 +168,7 @@ function recordsFor(cmd, t, prefix) {
  *               without expiry when the records end;
  *   certainEnd  = end, unless MONITOR was down meanwhile: then the start of that gap (the key
  *               held idx at least until then; after it, possibly not);
- *   endBy       'del' | 'replaced' | 'expire' | 'flush' | 'gap' | 'open';
- *   noGrantInGap  (endBy 'gap' only) the fencing counter after the gap was no higher than the
- *               largest index written before it: no acquire was granted in the gap, so no other
- *               holder can have had the key then (it can only have been deleted or expired);
- *   expiryAtGap (endBy 'gap' only) when the key was due to expire as the gap began.
+ *   endBy       'del' | 'replaced' | 'expire' | 'flush' | 'gap' | 'open'.
  * `isDataLoss(t0, t1)`: whether the server lost data in that window (a restart without
  * persistence, eviction); a key that shows the same index after such a gap is not taken to be
  * the same grant (the counter may have been reset and the index issued again).
@@ -211,12 +206,9 @@ function buildTruth(records, { isDataLoss = () => false } = {}) {
     return iv;
   };
   let lastGap = null;
-  let maxIdx = 0; // the largest index written so far: the counter's value (INCR and HSET are one script)
-  let counterAtGap = 0;
   for (const { r, t } of evs) {
     switch (r.k) {
       case 'hset': {
-        if (r.idx > maxIdx) maxIdx = r.idx;
         const iv = expireBefore(r.key, t);
         if (iv && iv.idx === r.idx) break; // the same grant written again (quorum commit)
         if (iv) close(iv, t, 'replaced');
@@ -250,18 +242,13 @@ function buildTruth(records, { isDataLoss = () => false } = {}) {
       case 'gap':
         gaps += 1;
         lastGap = r;
-        counterAtGap = maxIdx;
         for (const key of [...open.keys()]) {
           const iv = expireBefore(key, r.t0);
-          if (iv && iv.uncertainFrom === undefined) {
-            iv.uncertainFrom = r.t0;
-            iv.expiryAtGap = iv.expiry;
-          }
+          if (iv && iv.uncertainFrom === undefined) iv.uncertainFrom = r.t0;
         }
         break;
       case 'snap': {
         const lossy = lastGap ? isDataLoss(lastGap.t0, r.t) : false;
-        const noGrant = lastGap !== null && !lossy && Number.isFinite(r.counter) && r.counter <= counterAtGap;
         const seen = new Map(r.keys.map(([key, idx, pttl]) => [key, { idx: idx === '' || idx === null ? null : Number(idx), pttl }]));
         for (const key of [...open.keys()]) {
           const iv = expireBefore(key, r.t);
@@ -273,7 +260,6 @@ function buildTruth(records, { isDataLoss = () => false } = {}) {
             iv.expiry = s.pttl >= 0 ? r.t + s.pttl * 1000 : INF;
             seen.delete(key);
           } else if (iv.uncertainFrom !== undefined) {
-            if (noGrant) iv.noGrantInGap = true;
             close(iv, Math.min(iv.expiry, r.t), 'gap');
           } else if (!s || s.idx !== iv.idx) {
             // No gap, yet the snapshot disagrees with the stream: a write MONITOR did not show.
@@ -362,7 +348,7 @@ class Conn {
 
 const SNAPSHOT = `
 local t = redis.call('TIME')
-local out = {t[1], t[2], redis.call('GET', ARGV[2]) or '0'}
+local out = {t[1], t[2]}
 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do
   local idx = ''
   if redis.call('TYPE', k)['ok'] == 'hash' then idx = redis.call('HGET', k, 'index') or '' end
@@ -419,11 +405,11 @@ function recorderMain() {
   };
   const snapshot = async () => {
     const c = await control();
-    const reply = await c.call(['EVAL', SNAPSHOT, '0', `${globEscape(args.namespace)}:*`, `${args.namespace}index`]);
+    const reply = await c.call(['EVAL', SNAPSHOT, '0', `${globEscape(args.namespace)}:*`]);
     if (reply instanceof Error) throw reply;
     const keys = [];
-    for (let i = 3; i + 2 < reply.length; i += 3) keys.push([reply[i], reply[i + 1], reply[i + 2]]);
-    write({ k: 'snap', t: toMono(Number(reply[0]) * 1e6 + Number(reply[1])), keys, counter: Number(reply[2]) });
+    for (let i = 2; i + 2 < reply.length; i += 3) keys.push([reply[i], reply[i + 1], reply[i + 2]]);
+    write({ k: 'snap', t: toMono(Number(reply[0]) * 1e6 + Number(reply[1])), keys });
   };
 
   let stopping = false;
