@@ -1,8 +1,9 @@
 'use strict';
 // The JavaScript face of redfour-native: argument checks, redfour-shaped results, and the
-// callback-or-Promise calling convention. All Redis work happens in the Rust core
-// (redfour-native.node); user callbacks are only ever called from here, on a fresh tick,
-// never from inside Rust, so a throwing callback cannot abort the process.
+// callback-or-Promise calling convention. Redis work happens in the Rust core
+// (redfour-native.node), except a single server's plain calls, which lib/plain-calls.js sends
+// with the core's scripts from this thread. User callbacks are only ever called from here, on a
+// fresh tick, never from inside Rust, so a throwing callback cannot abort the process.
 
 const { connectionUrls, sentinelOptions, tlsOptions, markInsecure, resolveTarget, describeEndpoints } = require('./lib/connection');
 const { LockError, codes, invalidArg, isLockError, fromNative, fromArguments } = require('./lib/errors');

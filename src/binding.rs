@@ -1,6 +1,7 @@
 //! The Node binding: converts JavaScript values to engine calls and engine results and errors
-//! back. No lock logic lives here. Every method returns a Promise; the JS facade in index.js adds
-//! callbacks, so no user code ever runs on a Rust stack.
+//! back. No lock logic lives here. Calls return at once and complete through the Lock's `on_done`
+//! batches (lib/calls.js) or a Promise; the JS facade in index.js adds callbacks, so no user code
+//! ever runs on a Rust stack. It also hands the engine's scripts to lib/plain-calls.js.
 
 use crate::core::sync::MutexExt;
 use crate::core::{self, Lease, LeaseOptions, LockError, Timeouts};
