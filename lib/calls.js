@@ -6,6 +6,7 @@
 // kept referenced: the process stays alive exactly as long as a lock operation is pending.
 
 const { coded } = require('./errors');
+const { acquired, released, renewed } = require('./results');
 
 const RELEASE_RESULTS = ['released', 'conflict', 'expired'];
 const RENEW_RESULTS = ['renewed', 'missing', 'conflict'];
@@ -99,19 +100,13 @@ function settle(entry, tag, a, b, c, errors, endpoint) {
   switch (tag) {
     case TAG_ACQUIRED:
       // (a & 2: a grant undone for lack of replica acknowledgements, flagged as ioredfour does)
-      return entry.resolve(
-        a & 2 ? { id, success: false, index: b, ttl: c, replicationFailure: true } : { id, success: a === 1, index: b, ttl: c },
-      );
+      return entry.resolve(a & 2 ? { ...acquired(id, false, b, c), replicationFailure: true } : acquired(id, a === 1, b, c));
     case TAG_WAIT_ACQUIRED:
       return entry.resolve({ id, success: (a & 1) === 1, index: b, ttl: c, immediate: (a & 2) === 2 });
-    case TAG_RELEASED: {
-      const result = RELEASE_RESULTS[c];
-      // redfour (1.x and 2.x) reports an already-expired lock with index 'expired'.
-      return entry.resolve({ id, success: a === 1, result, index: result === 'expired' ? 'expired' : b });
-    }
+    case TAG_RELEASED:
+      return entry.resolve(released(id, a === 1, RELEASE_RESULTS[c], b));
     case TAG_RENEWED:
-      if (entry.shape === 'extend') return entry.resolve({ id, success: (a & 1) === 1, index: b, ttl: c });
-      return entry.resolve({ id, success: (a & 1) === 1, result: RENEW_RESULTS[a >> 1], index: b });
+      return entry.resolve(renewed(id, entry.shape, (a & 1) === 1, RENEW_RESULTS[a >> 1], b, c));
     case TAG_NOTHING:
       return entry.resolve(undefined);
     case TAG_FAILED:

@@ -267,15 +267,47 @@ function resolveTarget(options) {
 }
 
 /**
+ * What a URL built above says, read back: `where` (`host:port` or a socket path, never
+ * credentials: what messages and events name it by), `socket` (net.connect's options),
+ * `username`, `password`, `db`, and `secure` / `insecure` (rediss://, and `#insecure` for no
+ * certificate check, as redis-rs reads it).
+ */
+function parseUrl(text) {
+  const url = new URL(text);
+  if (url.protocol === 'redis+unix:' || url.protocol === 'unix:') {
+    const path = decodeURI(url.pathname);
+    const q = url.searchParams;
+    return {
+      where: path,
+      socket: { path },
+      username: q.get('user') || undefined,
+      password: q.get('pass') || undefined,
+      db: Number(q.get('db') || 0),
+      secure: false,
+      insecure: false,
+    };
+  }
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const port = Number(url.port || 6379);
+  return {
+    where: `${url.hostname}:${port}`,
+    socket: { host, port },
+    username: url.username ? decodeURIComponent(url.username) : undefined,
+    password: url.password ? decodeURIComponent(url.password) : undefined,
+    db: Number(url.pathname.slice(1) || 0),
+    secure: url.protocol === 'rediss:',
+    insecure: url.hash === '#insecure',
+  };
+}
+
+/**
  * Where the Lock connects, for error messages ("Redis at 127.0.0.1:6379"): `host:port` of each
  * URL (never credentials), a socket path, or a sentinel master's name and its sentinels.
  */
 function describeEndpoints(urls, { sentinels, sentinelMaster, cluster } = {}) {
   const where = (text) => {
     try {
-      const url = new URL(text);
-      if (url.protocol === 'redis+unix:' || url.protocol === 'unix:') return decodeURI(url.pathname);
-      return url.port ? `${url.hostname}:${url.port}` : `${url.hostname}:6379`;
+      return parseUrl(text).where;
     } catch {
       return 'an unparsable address';
     }
@@ -295,4 +327,5 @@ module.exports = {
   redact,
   resolveTarget,
   describeEndpoints,
+  parseUrl,
 };

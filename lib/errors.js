@@ -69,6 +69,16 @@ function coded(code, message, endpoint) {
   return new LockError(code, message);
 }
 
+/** ERR_REDIS for a failure `message` of Redis or of the connection to it (the core's wording). */
+function redisError(message, endpoint) {
+  return coded(codes.ERR_REDIS, `Redis: ${message}`, endpoint);
+}
+
+/** ERR_CLOSED: the Lock was closed (the core's wording). */
+function closedError() {
+  return new LockError(codes.ERR_CLOSED, 'the lock was closed');
+}
+
 /**
  * A throw while a call is being set up comes from reading the caller's arguments (a throwing
  * getter, a revoked Proxy) or from our own checks: never a bug of ours, so never ERR_INTERNAL.
@@ -81,4 +91,4 @@ function fromArguments(err) {
   return wrapped;
 }
 
-module.exports = { codes, LockError, invalidArg, isLockError, fromNative, coded, fromArguments };
+module.exports = { codes, LockError, invalidArg, isLockError, fromNative, coded, redisError, closedError, fromArguments };

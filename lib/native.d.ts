@@ -110,18 +110,36 @@ export interface NativeLockOptions {
   cluster?: boolean
 }
 
+/** One of the engine's scripts as lib/plain-calls.js sends it. */
+export interface NativeScript {
+  source: string
+  /** Its SHA1, for EVALSHA. */
+  sha: string
+  /** The tag the batch script runs it under ('' for the batch script itself). */
+  tag: string
+}
+
 export declare function scriptSources(): ScriptSources
 
 /**
- * The Lua text of the scripts a plain call runs, for the facade's own command connection
- * (lib/plain-calls.js): one copy of every script, here in the core.
+ * The scripts a plain call runs and the batch script's layout, for the facade's own command
+ * connection (lib/plain-calls.js): one copy of every script and of the batching rules, here in
+ * the core (`core::scripts`, `core::batch`).
  */
 export interface ScriptSources {
-  acquire: string
-  release: string
-  renew: string
+  acquire: NativeScript
+  release: NativeScript
+  renew: NativeScript
   /** Several calls of the three in one script call (`core::batch::BATCH`). */
-  batch: string
+  batch: NativeScript
+  /** At most this many calls in one batch. */
+  maxBatch: number
+  /**
+   * Keys and arguments per call in a batch (fewer are padded: keys with the first key,
+   * arguments with '').
+   */
+  keysPerCall: number
+  argsPerCall: number
 }
 
 export interface WaitAcquireOutcome {

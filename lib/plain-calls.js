@@ -20,32 +20,29 @@
 
 const { createHash, randomUUID } = require('node:crypto');
 const native = require('./native');
-const { codes, coded } = require('./errors');
+const { codes, coded, redisError, closedError } = require('./errors');
+const { acquired, released, renewed } = require('./results');
 const { RedisConnection } = require('./redis-connection');
 
-const MAX_BATCH = 32;
-const RELEASE_INDEX_EXPIRED = 'expired'; // redfour (1.x and 2.x) reports an expired lock's index so
-
-let scripts = null;
-/** The core's scripts with their SHA1s, read from the native module once. */
-function loadScripts() {
-  if (scripts === null) {
-    const sources = native.scriptSources();
-    const script = (source, tag, bit) => ({ source, sha: createHash('sha1').update(source).digest('hex'), tag, bit });
-    scripts = {
-      acquire: script(sources.acquire, 'a', 1),
-      release: script(sources.release, 'r', 2),
-      renew: script(sources.renew, 'n', 4),
-      batch: script(sources.batch, '', 8),
-    };
+let core = null;
+/**
+ * The core's scripts (source, SHA1, batch tag) and the batch script's layout, read from the
+ * native module once; each script gets a bit for the set of scripts loaded on a connection.
+ */
+function coreScripts() {
+  if (core === null) {
+    const given = native.scriptSources();
+    const scripts = [given.acquire, given.release, given.renew, given.batch].map((script, i) => ({ ...script, bit: 1 << i }));
+    const [acquire, release, renew, batch] = scripts;
+    core = { acquire, release, renew, batch, maxBatch: given.maxBatch, keysPerCall: given.keysPerCall, argsPerCall: given.argsPerCall };
   }
-  return scripts;
+  return core;
 }
 
 /** Script calls on one server's connection, batched per event-loop turn. */
 class ScriptCalls {
   constructor(url, options) {
-    this._scripts = loadScripts();
+    this._scripts = coreScripts();
     this._endpoint = options.endpoint;
     this._loaded = 0; // bits of the scripts known to be loaded on the current socket
     this._connection = new RedisConnection(url, {
@@ -80,21 +77,25 @@ class ScriptCalls {
   _flush() {
     const queue = this._queue;
     this._queue = [];
-    for (let i = 0; i < queue.length; i += MAX_BATCH) {
-      const calls = queue.length <= MAX_BATCH ? queue : queue.slice(i, i + MAX_BATCH);
+    const most = this._scripts.maxBatch;
+    for (let i = 0; i < queue.length; i += most) {
+      const calls = queue.length <= most ? queue : queue.slice(i, i + most);
       if (calls.length === 1) this._send(calls[0].script, calls[0].keys, calls[0].args, calls);
       else this._sendBatch(calls);
     }
   }
 
+  /** Several calls as one call of the batch script: each call's tag, keys and arguments, padded. */
   _sendBatch(calls) {
+    const { batch, keysPerCall, argsPerCall } = this._scripts;
     const keys = [];
     const args = [];
     for (const call of calls) {
-      keys.push(call.keys[0], call.keys.length > 1 ? call.keys[1] : call.keys[0]);
-      args.push(call.script.tag, call.args[0], call.args.length > 1 ? call.args[1] : '', call.args.length > 2 ? call.args[2] : '');
+      for (let k = 0; k < keysPerCall; k++) keys.push(k < call.keys.length ? call.keys[k] : call.keys[0]);
+      args.push(call.script.tag);
+      for (let a = 0; a < argsPerCall; a++) args.push(a < call.args.length ? call.args[a] : '');
     }
-    this._send(this._scripts.batch, keys, args, calls);
+    this._send(batch, keys, args, calls);
   }
 
   /** Sends one script call carrying `calls` (one call, or a batch of them) and settles them. */
@@ -125,7 +126,7 @@ class ScriptCalls {
   }
 
   _settle(call, reply) {
-    if (reply instanceof Error) call.done(coded(codes.ERR_REDIS, `Redis: ${reply.message}`, this._endpoint));
+    if (reply instanceof Error) call.done(redisError(reply.message, this._endpoint));
     else if (!Array.isArray(reply)) call.done(coded(codes.ERR_INTERNAL, `unexpected reply to a script call: ${typeof reply}`));
     else call.done(null, reply);
   }
@@ -161,33 +162,23 @@ function openPlainCalls(url, namespace, options) {
   let closed = false;
   /** A Promise of `shape(reply)` for one call of `script`. */
   const call = (script, keys, args, shape) => {
-    if (closed) return Promise.reject(coded(codes.ERR_CLOSED, 'the lock was closed'));
+    if (closed) return Promise.reject(closedError());
     return new Promise((resolve, reject) => {
       calls.run(script, keys, args, (err, reply) => (err ? reject(err) : resolve(shape(reply))));
     });
   };
   return {
-    /** One attempt on lock `text` (the id as text): redfour's result `{ id, success, index, ttl }`. */
+    /** One attempt on lock `text` (the id as text). */
     acquire(id, text, ttl) {
-      return call(s.acquire, [prefix + text, counter], [ttl, randomUUID()], ([ok, index, left]) => ({
-        id,
-        success: ok === 1,
-        index,
-        ttl: left,
-      }));
+      return call(s.acquire, [prefix + text, counter], [ttl, randomUUID()], ([ok, index, left]) => acquired(id, ok === 1, index, left));
     },
     release(id, text, index) {
-      return call(s.release, [prefix + text], [index, channel], ([ok, result, current]) => ({
-        id,
-        success: ok === 1,
-        result,
-        index: result === 'expired' ? RELEASE_INDEX_EXPIRED : current,
-      }));
+      return call(s.release, [prefix + text], [index, channel], ([ok, result, current]) => released(id, ok === 1, result, current));
     },
-    /** `shape` 'renew': `{ id, success, result, index }`; 'extend': `{ id, success, index, ttl }`. */
+    /** `shape`: 'renew' (renewLock) or 'extend' (extendLock). */
     renew(id, text, index, ttl, shape) {
       return call(s.renew, [prefix + text], [index, ttl], ([ok, result, current, left]) =>
-        shape === 'extend' ? { id, success: ok === 1, index: current, ttl: left } : { id, success: ok === 1, result, index: current },
+        renewed(id, shape, ok === 1, result, current, left),
       );
     },
     /** Resolves once this Lock's use ended (and, for the last user, the socket is closed). */

@@ -20,7 +20,8 @@ const net = require('node:net');
 const tls = require('node:tls');
 const { performance } = require('node:perf_hooks');
 const RedisParser = require('redis-parser');
-const { codes, coded } = require('./errors');
+const { redisError, closedError } = require('./errors');
+const { parseUrl } = require('./connection');
 const { connectionEvent } = require('./diagnostics');
 
 /** Encodes one command (an array of strings and numbers) as a RESP array of bulk strings. */
@@ -33,45 +34,22 @@ function encode(args) {
   return out;
 }
 
-/**
- * Where and how to connect for a URL as lib/connection.js builds them: `redis://`, `rediss://`
- * (`#insecure`: no certificate check, as redis-rs reads it), `redis+unix:///path?db=&user=&pass=`.
- */
+/** Where and how to connect: `url` as lib/connection.js builds them, and the TLS files. */
 function targetOf(url, { tlsCa, tlsCert, tlsKey } = {}) {
-  const u = new URL(url);
-  const unix = u.protocol === 'unix:' || u.protocol === 'redis+unix:';
-  const q = u.searchParams;
-  if (unix) {
-    return {
-      where: decodeURI(u.pathname),
-      socket: { path: decodeURI(u.pathname) },
-      username: q.get('user') || undefined,
-      password: q.get('pass') || undefined,
-      db: Number(q.get('db') || 0),
-      tls: null,
-    };
-  }
-  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-  const port = Number(u.port || 6379);
-  const secure = u.protocol === 'rediss:';
-  return {
-    where: `${u.hostname}:${port}`,
-    socket: { host, port },
-    username: u.username ? decodeURIComponent(u.username) : undefined,
-    password: u.password ? decodeURIComponent(u.password) : undefined,
-    db: Number(u.pathname.slice(1) || 0),
-    tls: secure
-      ? {
-          host,
-          port,
-          servername: net.isIP(host) ? undefined : host,
-          ca: tlsCa,
-          cert: tlsCert,
-          key: tlsKey,
-          rejectUnauthorized: u.hash !== '#insecure',
-        }
-      : null,
-  };
+  const target = parseUrl(url);
+  const { host, port } = target.socket;
+  target.tls = target.secure
+    ? {
+        host,
+        port,
+        servername: net.isIP(host) ? undefined : host,
+        ca: tlsCa,
+        cert: tlsCert,
+        key: tlsKey,
+        rejectUnauthorized: !target.insecure,
+      }
+    : null;
+  return target;
 }
 
 /**
@@ -85,10 +63,6 @@ function afterIo(fn) {
 
 /** What connection events call this connection (lib/diagnostics.js). */
 const CONNECTION = 'calls';
-
-function redisError(message, describeEndpoint) {
-  return coded(codes.ERR_REDIS, `Redis: ${message}`, describeEndpoint);
-}
 
 class RedisConnection {
   /**
@@ -134,7 +108,7 @@ class RedisConnection {
 
   _write(entry) {
     if (this._closing !== null) {
-      entry.done(coded(codes.ERR_CLOSED, 'the lock was closed'));
+      entry.done(closedError());
       return;
     }
     if (this._socket === null) this._open();
@@ -294,7 +268,7 @@ class RedisConnection {
     this._held = [];
     this._ready = false;
     if (this._closing !== null) {
-      for (const entry of pending) if (!entry.handshake) entry.done(coded(codes.ERR_CLOSED, 'the lock was closed'));
+      for (const entry of pending) if (!entry.handshake) entry.done(closedError());
       this._finishClose();
       return;
     }
@@ -345,4 +319,4 @@ class RedisConnection {
   }
 }
 
-module.exports = { RedisConnection, encode, targetOf };
+module.exports = { RedisConnection };

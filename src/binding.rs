@@ -773,25 +773,56 @@ pub fn listen_events(
     Ok(())
 }
 
-/// The Lua text of the scripts a plain call runs, for the facade's own command connection
-/// (lib/plain-calls.js): one copy of every script, here in the core.
+/// One of the engine's scripts as lib/plain-calls.js sends it.
+#[napi(object, object_from_js = false)]
+pub struct NativeScript {
+    pub source: String,
+    /// Its SHA1, for EVALSHA.
+    pub sha: String,
+    /// The tag the batch script runs it under ('' for the batch script itself).
+    pub tag: String,
+}
+
+impl NativeScript {
+    fn of(script: &core::scripts::StaticScript) -> Self {
+        NativeScript {
+            source: script.source().to_owned(),
+            sha: script.hash().to_owned(),
+            tag: core::batch::tag_of(script).unwrap_or("").to_owned(),
+        }
+    }
+}
+
+/// The scripts a plain call runs and the batch script's layout, for the facade's own command
+/// connection (lib/plain-calls.js): one copy of every script and of the batching rules, here in
+/// the core (`core::scripts`, `core::batch`).
 #[napi(object, object_from_js = false)]
 pub struct ScriptSources {
-    pub acquire: String,
-    pub release: String,
-    pub renew: String,
+    pub acquire: NativeScript,
+    pub release: NativeScript,
+    pub renew: NativeScript,
     /// Several calls of the three in one script call (`core::batch::BATCH`).
-    pub batch: String,
+    pub batch: NativeScript,
+    /// At most this many calls in one batch.
+    pub max_batch: u32,
+    /// Keys and arguments per call in a batch (fewer are padded: keys with the first key,
+    /// arguments with '').
+    pub keys_per_call: u32,
+    pub args_per_call: u32,
 }
 
 #[cfg_attr(test, allow(dead_code))]
 #[napi]
 pub fn script_sources() -> ScriptSources {
-    use crate::core::scripts::{ACQUIRE, RELEASE, RENEW};
+    use crate::core::batch::{ARGS_PER_CALL, BATCH, KEYS_PER_CALL, MAX_BATCH};
+    use crate::core::scripts::{ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
     ScriptSources {
-        acquire: ACQUIRE.to_owned(),
-        release: RELEASE.to_owned(),
-        renew: RENEW.to_owned(),
-        batch: crate::core::batch::BATCH.source().to_owned(),
+        acquire: NativeScript::of(&ACQUIRE_SCRIPT),
+        release: NativeScript::of(&RELEASE_SCRIPT),
+        renew: NativeScript::of(&RENEW_SCRIPT),
+        batch: NativeScript::of(&BATCH),
+        max_batch: MAX_BATCH as u32,
+        keys_per_call: KEYS_PER_CALL as u32,
+        args_per_call: ARGS_PER_CALL as u32,
     }
 }

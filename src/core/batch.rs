@@ -49,7 +49,7 @@ use tokio::sync::oneshot;
 /// At most this many calls per batch: a full batch is sent at once, so the next one forms while
 /// Redis runs it. (In a JavaScript prototype of batching, one batch of all 64 loops' calls made
 /// Redis and the client take turns: 49-53k pairs/s, against 77-83k with batches of 32.)
-const MAX_BATCH: usize = 32;
+pub const MAX_BATCH: usize = 32;
 
 /// The scripts a batch can hold, with the tag [`BATCH`] dispatches on.
 const BATCHABLE: [(&StaticScript, &str); 3] = [
@@ -60,8 +60,16 @@ const BATCHABLE: [(&StaticScript, &str); 3] = [
 
 /// Keys and arguments per call in a batch: calls with fewer are padded (the scripts never read
 /// past their own).
-const KEYS_PER_CALL: usize = 2;
-const ARGS_PER_CALL: usize = 3;
+pub const KEYS_PER_CALL: usize = 2;
+pub const ARGS_PER_CALL: usize = 3;
+
+/// The tag [`BATCH`] runs `script` under, if a batch can hold it.
+pub fn tag_of(script: &StaticScript) -> Option<&'static str> {
+    BATCHABLE
+        .iter()
+        .find(|(known, _)| std::ptr::eq(*known, script))
+        .map(|(_, tag)| *tag)
+}
 
 /// Runs several calls of the acquire, release and renew scripts in one: KEYS holds two keys per
 /// call, ARGV four values per call (the script's tag, then its three arguments). Built once from
